@@ -1,0 +1,512 @@
+#!/usr/bin/env python3
+"""Procedural cartoon faces: the built-in demo dataset for the trainer.
+
+This module is the project's own addition beside Part 5 of the blog series "Generative
+Adversarial Network (GAN) in TensorFlow". Part 5 trains the DCGAN on aligned CelebA crops, a
+download of over a gigabyte that a newcomer must find, fetch and unpack before seeing anything.
+`./gantut_trainer.py --dataset demo` instead calls `make_demo_dataset`, which draws a few
+thousand cartoon faces into a folder once, deterministically from a seed. They are framed like
+the aligned CelebA crops (face filling most of the frame, eyes at ~40 % height, mouth at ~75 %)
+and vary in every feature, so a DCGAN on two CPU cores shows recognisable faces in its sample
+grids within minutes.
+
+Feature geometry is kept in face-relative units (see `FaceParams`) so that a later stage
+(pix2pix, front view -> side view) can draw the same person in profile from the same parameters.
+"""
+import argparse
+import colorsys
+import functools
+import json
+import math
+import multiprocessing
+import os
+import re
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw
+from PIL.PngImagePlugin import PngInfo
+
+from gantut_imgfuncs import atomic_path
+
+# Bump whenever a change to the drawing changes the pixels, so that stored datasets are redrawn.
+DRAWING_VERSION = 1
+# Written last: its presence with a matching spec means the folder is complete.
+MARKER_NAME = ".demo_complete.json"
+# PNG text chunk naming (index, size, seed, version) of each file, so a resumed run can tell
+# which files already hold the image it would draw.
+PNG_TAG_KEY = "demo_faces"
+FACE_NAME = re.compile(r"face_(\d+)\.png$")
+# Faces are drawn this many times larger, then downsampled, for anti-aliased edges.
+OVERSAMPLE = 4
+# Below this many images, starting worker processes costs more than it saves.
+PARALLEL_MIN_IMAGES = 200
+
+HAIR_STYLES = ("bald", "short", "long", "afro")
+HAIR_STYLE_WEIGHTS = (0.1, 0.4, 0.35, 0.15)
+# Human skin from very fair to very dark; a face's tone is a random point along this ramp.
+SKIN_RAMP = ((255, 226, 205), (241, 194, 160), (224, 172, 130), (198, 140, 95),
+             (160, 105, 65), (115, 72, 45), (78, 50, 34))
+HAIR_COLORS = ((28, 22, 20), (62, 42, 30), (105, 70, 42), (140, 62, 32), (188, 104, 46),
+               (176, 146, 96), (224, 196, 128), (150, 150, 150), (226, 224, 216))
+HAIR_COLOR_WEIGHTS = (0.25, 0.2, 0.15, 0.06, 0.06, 0.08, 0.1, 0.06, 0.04)
+IRIS_COLORS = ((70, 42, 22), (110, 70, 35), (60, 110, 170), (70, 125, 80), (130, 110, 60),
+               (110, 120, 130))
+SCLERA = (246, 244, 238)
+EYE_LINE = (35, 25, 25)
+MOUTH_INSIDE = (95, 28, 36)
+TEETH = (240, 238, 228)
+
+
+@dataclass(frozen=True)
+class FaceParams:
+    """Every random choice for one face (the demo dataset beside Part 5; see the module doc).
+
+    Placement (`centre_x`, `centre_y`, `half_width`, `half_height`) is in fractions of the image
+    side. Features are in face units: `u` runs across the face (-1 left edge, +1 right edge),
+    `v` down it (-1 crown, +1 chin); horizontal sizes are fractions of the face half-width,
+    vertical ones of the half-height. Heights and sizes carry over to a profile drawing as they
+    are. Colours are RGB tuples.
+    """
+
+    centre_x: float
+    centre_y: float
+    half_width: float
+    half_height: float
+    jaw_squareness: float  # superellipse exponent of the lower face: < 2 pointed, > 2 square
+    jaw_width: float  # face width at the chin relative to at the cheeks
+    skin: tuple
+    ear_size: float  # scales the ear, 1 = average
+    hair_style: str  # one of HAIR_STYLES
+    hair_color: tuple
+    hair_volume: float  # hair thickness over the scalp, half-width units
+    hairline_v: float  # height of the fringe edge at the face centre
+    hairline_tilt: float  # fringe edge drop from left to right: a side-swept fringe
+    hair_length: float  # how far long hair hangs below the chin, half-height units
+    eye_v: float
+    eye_spacing: float  # u of each eye centre
+    eye_width: float  # half-width of an eye
+    eye_openness: float  # eye height / eye width
+    iris_color: tuple
+    gaze: float  # sideways iris shift, -1..1 of its free travel
+    brow_gap: float  # brow height above the eye centre
+    brow_thickness: float
+    brow_tilt: float  # how much higher the outer end is than the inner end
+    brow_arch: float  # rise of the brow middle
+    nose_v: float  # height of the nose tip
+    nose_width: float  # half-width of the nostrils
+    nose_length: float  # bridge length up from the tip
+    mouth_v: float
+    mouth_width: float  # half-width of the mouth
+    smile: float  # rise of the mouth corners (negative: frown)
+    mouth_open: float  # gap between the lips at the centre, 0 = closed
+    lip_color: tuple
+    background_top: tuple
+    background_bottom: tuple
+    shirt_color: tuple
+
+
+def random_face_params(rng):
+    """Draw every random choice for one face from a numpy Generator (demo data beside Part 5)."""
+    skin = _jitter(rng, _ramp(SKIN_RAMP, rng.uniform()), 8)
+    background_top = _random_color(rng, saturation=(0.1, 0.6), value=(0.35, 0.95))
+    return FaceParams(
+        centre_x=rng.uniform(0.47, 0.53),
+        centre_y=rng.uniform(0.53, 0.57),
+        half_width=rng.uniform(0.27, 0.33),
+        half_height=rng.uniform(0.35, 0.39),
+        jaw_squareness=rng.uniform(1.8, 3.0),
+        jaw_width=rng.uniform(0.75, 1.0),
+        skin=skin,
+        ear_size=rng.uniform(0.8, 1.2),
+        hair_style=_pick(rng, HAIR_STYLES, HAIR_STYLE_WEIGHTS),
+        hair_color=_jitter(rng, _pick(rng, HAIR_COLORS, HAIR_COLOR_WEIGHTS), 10),
+        hair_volume=rng.uniform(0.08, 0.2),
+        hairline_v=rng.uniform(-0.7, -0.45),
+        hairline_tilt=rng.uniform(-0.25, 0.25),
+        hair_length=rng.uniform(0.1, 0.8),
+        eye_v=rng.uniform(-0.4, -0.3),
+        eye_spacing=rng.uniform(0.36, 0.46),
+        eye_width=rng.uniform(0.16, 0.23),
+        eye_openness=rng.uniform(0.45, 0.8),
+        iris_color=_jitter(rng, _pick(rng, IRIS_COLORS), 12),
+        gaze=rng.uniform(-1, 1),
+        brow_gap=rng.uniform(0.13, 0.22),
+        brow_thickness=rng.uniform(0.025, 0.06),
+        brow_tilt=rng.uniform(-0.06, 0.08),
+        brow_arch=rng.uniform(0.0, 0.05),
+        nose_v=rng.uniform(0.1, 0.22),
+        nose_width=rng.uniform(0.1, 0.18),
+        nose_length=rng.uniform(0.15, 0.3),
+        mouth_v=rng.uniform(0.44, 0.56),
+        mouth_width=rng.uniform(0.28, 0.5),
+        smile=rng.uniform(-0.04, 0.12),
+        mouth_open=_pick(rng, (0.0, rng.uniform(0.05, 0.16))),  # half are closed
+        lip_color=_mix(_shade(skin, 0.8), (170, 50, 60), rng.uniform(0.3, 0.6)),
+        background_top=background_top,
+        background_bottom=_shade(background_top, rng.uniform(0.55, 1.25)),
+        shirt_color=_random_color(rng, saturation=(0.0, 0.8), value=(0.2, 0.9)),
+    )
+
+
+def _pick(rng, options, weights=None):
+    """One of `options` (which may be tuples), with the given probabilities or uniformly."""
+    return options[rng.choice(len(options), p=weights)]
+
+
+def _ramp(stops, t):
+    """Colour at fraction `t` along a piecewise-linear ramp of colour stops."""
+    position = t * (len(stops) - 1)
+    low = min(int(position), len(stops) - 2)
+    return _mix(stops[low], stops[low + 1], position - low)
+
+
+def _mix(a, b, t):
+    """Colour `t` of the way from `a` to `b`."""
+    return tuple(int(round(x + (y - x) * t)) for x, y in zip(a, b))
+
+
+def _shade(color, factor):
+    """Colour scaled in brightness by `factor` (below 1 darker), clipped to 0-255."""
+    return tuple(int(min(255, round(c * factor))) for c in color)
+
+
+def _jitter(rng, color, spread):
+    """Colour with each channel moved by up to `spread`, so palette entries are not identical."""
+    return tuple(int(np.clip(c + rng.integers(-spread, spread + 1), 0, 255)) for c in color)
+
+
+def _random_color(rng, saturation, value):
+    """A colour of random hue with saturation and value drawn from the given ranges."""
+    rgb = colorsys.hsv_to_rgb(rng.uniform(), rng.uniform(*saturation), rng.uniform(*value))
+    return tuple(int(round(255 * c)) for c in rgb)
+
+
+@dataclass(frozen=True)
+class _FaceBox:
+    """The face's centre and half-axes in canvas pixels: converts face units to pixels."""
+
+    cx: float
+    cy: float
+    w: float
+    h: float
+
+    def at(self, u, v):
+        """Canvas pixel of the face-unit point (u, v)."""
+        return (self.cx + u * self.w, self.cy + v * self.h)
+
+    def line_width(self, fraction):
+        """Pixel width for a stroke `fraction` of the face half-height thick (at least 1)."""
+        return max(1, int(round(fraction * self.h)))
+
+
+def _ellipse_box(centre, rx, ry):
+    """Bounding box of an ellipse with pixel radii `rx`, `ry` about `centre`."""
+    x, y = centre
+    return [x - rx, y - ry, x + rx, y + ry]
+
+
+def _outline_color(p):
+    """Darker skin for the strokes that outline skin shapes."""
+    return _shade(p.skin, 0.6)
+
+
+def draw_face(params, size=64, view="front"):
+    """Draw one face as a `size` x `size` RGB image (demo data beside Part 5).
+
+    Only the 'front' view exists yet; the pix2pix stage adds 'side' from the same params.
+    """
+    if view not in VIEW_DRAWERS:
+        raise ValueError("unknown view %r; known views: %s" % (view, ", ".join(VIEW_DRAWERS)))
+    canvas = OVERSAMPLE * size
+    image = VIEW_DRAWERS[view](params, canvas)
+    return image.resize((size, size), Image.LANCZOS)
+
+
+def _draw_front(p, canvas):
+    """The front view on a `canvas`-pixel square, painted back to front."""
+    image = _background(p, canvas)
+    draw = ImageDraw.Draw(image)
+    box = _FaceBox(p.centre_x * canvas, p.centre_y * canvas,
+                   p.half_width * canvas, p.half_height * canvas)
+    for part in (_draw_shoulders, _draw_back_hair, _draw_ears, _draw_head, _draw_fringe,
+                 _draw_eyes, _draw_brows, _draw_nose, _draw_mouth):
+        part(draw, box, p)
+    return image
+
+
+VIEW_DRAWERS = {"front": _draw_front}
+
+
+def _background(p, canvas):
+    """A vertical gradient from `background_top` to `background_bottom`."""
+    t = np.linspace(0.0, 1.0, canvas)[:, None, None]
+    top, bottom = np.array(p.background_top, float), np.array(p.background_bottom, float)
+    rows = np.round(top + (bottom - top) * t).astype(np.uint8)
+    return Image.fromarray(np.repeat(rows, canvas, axis=1), "RGB")
+
+
+def _draw_shoulders(draw, box, p):
+    """Shirt-covered shoulders at the bottom of the frame and the neck above them."""
+    draw.ellipse([box.cx - 2.4 * box.w, box.cy + 0.95 * box.h,
+                  box.cx + 2.4 * box.w, box.cy + 3.2 * box.h], fill=p.shirt_color)
+    # The neck is in the chin's shadow, so a little darker than the face.
+    draw.rectangle([box.cx - 0.5 * box.w, box.cy, box.cx + 0.5 * box.w, box.cy + 2 * box.h],
+                   fill=_shade(p.skin, 0.85))
+
+
+# Per hair style: how far the hair mass reaches beyond the scalp (in hair volumes), down to
+# which height it shows behind the head, and whether it hangs down to the shoulders.
+_BACK_HAIR = {"short": (1.0, -0.3, False), "long": (1.0, 0.0, True), "afro": (3.5, 0.25, False)}
+
+
+def _draw_back_hair(draw, box, p):
+    """The hair mass behind the head: a cap, hair hanging past the chin, or a wide afro."""
+    if p.hair_style not in _BACK_HAIR:
+        return
+    reach, lowest_v, hangs = _BACK_HAIR[p.hair_style]
+    pad = reach * p.hair_volume * box.w
+    _draw_cap(draw, box, p.hair_color, pad, lowest_v, lowest_v)
+    if hangs:
+        draw.rounded_rectangle([box.cx - box.w - pad, box.cy,
+                                box.cx + box.w + pad, box.cy + (1 + p.hair_length) * box.h],
+                               radius=0.4 * box.w, fill=p.hair_color)
+
+
+def _draw_cap(draw, box, color, pad, left_v, right_v, points=48):
+    """The head outline grown by `pad` pixels, cut by a straight edge from `left_v` to `right_v`.
+
+    Drawn as a polygon rather than with PIL's chord, which at fractional angles on large
+    canvases sometimes fills the wrong side of the cut (Pillow 13).
+    """
+    rx, ry = box.w + pad, box.h + pad
+
+    def angle(v):  # where the grown ellipse reaches height v; y grows downwards
+        return math.asin(max(-1.0, min(1.0, v * box.h / ry)))
+
+    arc = np.linspace(math.pi - angle(left_v), 2 * math.pi + angle(right_v), points)
+    draw.polygon([(box.cx + rx * math.cos(t), box.cy + ry * math.sin(t)) for t in arc],
+                 fill=color)
+
+
+def _draw_ears(draw, box, p):
+    """An ear on each side, between eye and nose height."""
+    v = (p.eye_v + p.nose_v) / 2
+    for side in (-1, 1):
+        draw.ellipse(_ellipse_box(box.at(side * 0.97, v), 0.15 * p.ear_size * box.w,
+                                  0.2 * p.ear_size * box.h),
+                     fill=p.skin, outline=_outline_color(p), width=box.line_width(0.012))
+
+
+def _draw_head(draw, box, p):
+    """The face: an ellipse above the cheeks, a superellipse jaw below, outlined."""
+    draw.polygon(_head_outline(box, p), fill=p.skin, outline=_outline_color(p),
+                 width=box.line_width(0.015))
+
+
+def _head_outline(box, p, points=72):
+    """Polygon points of the head outline in canvas pixels."""
+    outline = []
+    for angle in np.linspace(0, 2 * math.pi, points, endpoint=False):
+        c, s = math.cos(angle), math.sin(angle)
+        if s > 0:  # lower half, below the cheekbones (v grows downwards)
+            exponent = 2 / p.jaw_squareness
+            u, v = math.copysign(abs(c) ** exponent, c), s ** exponent
+            u *= 1 - (1 - p.jaw_width) * v * v  # narrows towards the chin
+        else:
+            u, v = c, s
+        outline.append(box.at(u, v))
+    return outline
+
+
+def _draw_fringe(draw, box, p):
+    """Hair over the forehead down to a (possibly slanted) hairline; bald heads have none."""
+    if p.hair_style == "bald":
+        return
+    tilt = p.hairline_tilt / 2
+    _draw_cap(draw, box, p.hair_color, 0.4 * p.hair_volume * box.w,
+              p.hairline_v - tilt, p.hairline_v + tilt)
+
+
+def _draw_eyes(draw, box, p):
+    """Two eyes: white, coloured iris, black pupil, and a heavier upper lid line."""
+    rx = p.eye_width * box.w
+    ry = rx * p.eye_openness
+    iris_r = min(0.55 * rx, 0.95 * ry)
+    line = box.line_width(0.012)
+    for side in (-1, 1):
+        centre = box.at(side * p.eye_spacing, p.eye_v)
+        eye = _ellipse_box(centre, rx, ry)
+        draw.ellipse(eye, fill=SCLERA)
+        iris_centre = (centre[0] + p.gaze * (rx - iris_r) * 0.6, centre[1])
+        draw.ellipse(_ellipse_box(iris_centre, iris_r, iris_r), fill=p.iris_color)
+        draw.ellipse(_ellipse_box(iris_centre, 0.5 * iris_r, 0.5 * iris_r), fill=EYE_LINE)
+        draw.ellipse(eye, outline=EYE_LINE, width=line)
+        draw.arc(eye, 180, 360, fill=EYE_LINE, width=2 * line)
+
+
+def _draw_brows(draw, box, p):
+    """Two eyebrows in a darker hair colour, tilted and arched."""
+    color = _shade(p.hair_color, 0.75)
+    inner, outer = p.eye_spacing - 1.1 * p.eye_width, p.eye_spacing + 1.2 * p.eye_width
+    base_v = p.eye_v - p.brow_gap
+    for side in (-1, 1):
+        points = [box.at(side * inner, base_v),
+                  box.at(side * (inner + outer) / 2, base_v - p.brow_arch - p.brow_tilt / 2),
+                  box.at(side * outer, base_v - p.brow_tilt)]
+        draw.line(points, fill=color, width=box.line_width(p.brow_thickness), joint="curve")
+
+
+def _draw_nose(draw, box, p):
+    """A shaded nose tip with the nostril line under it, and a faint bridge line."""
+    shadow = _shade(p.skin, 0.88)
+    rx = p.nose_width * box.w
+    tip = _ellipse_box(box.at(0, p.nose_v), rx, 0.6 * rx)
+    draw.ellipse(tip, fill=shadow)
+    bridge = [box.at(0.5 * p.nose_width, p.nose_v - p.nose_length),
+              box.at(0.6 * p.nose_width, p.nose_v - 0.25 * p.nose_length)]
+    draw.line(bridge, fill=shadow, width=box.line_width(0.02))
+    draw.arc(tip, 20, 160, fill=_outline_color(p), width=box.line_width(0.015))
+
+
+def _draw_mouth(draw, box, p):
+    """A smiling or frowning mouth: a lip line when closed, lips round teeth when open."""
+    upper = _mouth_curve(box, p, 0)
+    lip_width = box.line_width(0.025)
+    if p.mouth_open == 0:
+        draw.line(upper, fill=p.lip_color, width=lip_width, joint="curve")
+        return
+    lower = _mouth_curve(box, p, p.mouth_open)[::-1]
+    draw.polygon(upper + lower, fill=MOUTH_INSIDE)
+    draw.polygon(upper + _mouth_curve(box, p, 0.35 * p.mouth_open)[::-1], fill=TEETH)
+    draw.line(upper + lower + upper[:1], fill=p.lip_color, width=lip_width, joint="curve")
+
+
+def _mouth_curve(box, p, depth, points=17):
+    """Corner-to-corner points `depth` (half-height units) below the upper lip at the centre.
+
+    The upper lip is a parabola whose corners rise by `smile`; deeper curves meet it at the
+    corners, so every curve shares the mouth's corners.
+    """
+    return [box.at(x * p.mouth_width, p.mouth_v - p.smile * x * x + depth * (1 - x * x))
+            for x in np.linspace(-1, 1, points)]
+
+
+def _face_path(folder, index):
+    """Where face `index` of the set is stored."""
+    return os.path.join(folder, "face_%05d.png" % index)
+
+
+def _png_tag(index, size, seed):
+    """The text stored in each PNG: what it was drawn from and by which drawing version."""
+    return json.dumps({"index": index, "size": size, "seed": seed, "version": DRAWING_VERSION},
+                      sort_keys=True)
+
+
+def _is_current(folder, index, size, seed):
+    """True if the file for `index` exists, is readable and holds exactly the wanted image."""
+    try:
+        with Image.open(_face_path(folder, index)) as image:
+            return image.text.get(PNG_TAG_KEY) == _png_tag(index, size, seed)
+    except (OSError, SyntaxError):  # missing, truncated or not a PNG: draw it again
+        return False
+
+
+def _save_face(folder, index, size, seed):
+    """Draw face `index` of the set from (seed, index) alone and write it atomically."""
+    params = random_face_params(np.random.default_rng([seed, index]))
+    info = PngInfo()
+    info.add_text(PNG_TAG_KEY, _png_tag(index, size, seed))
+    with atomic_path(_face_path(folder, index)) as tmp:
+        draw_face(params, size).save(tmp, format="PNG", pnginfo=info)
+
+
+class _Progress:
+    """Counts saved faces; reports count, rate and ETA to stderr about once a second."""
+
+    def __init__(self, total):
+        self.total, self.done = total, 0
+        self.start = self.last_report = time.monotonic()
+
+    def step(self):
+        """Count one more saved face and report if a second has passed since the last report."""
+        self.done += 1
+        now = time.monotonic()
+        finished_slowly = self.done == self.total and now - self.start >= 1.0
+        if now - self.last_report >= 1.0 or finished_slowly:
+            self.last_report = now
+            rate = self.done / (now - self.start)
+            print("demo faces: %d/%d drawn, %.0f/s, ETA %.0f s"
+                  % (self.done, self.total, rate, (self.total - self.done) / rate),
+                  file=sys.stderr, flush=True)
+
+
+def _draw_faces(folder, indices, size, seed):
+    """Draw and save the given faces, over all cores when there are enough of them."""
+    save = functools.partial(_save_face, folder, size=size, seed=seed)
+    workers = os.cpu_count() or 1
+    parallel = workers > 1 and len(indices) >= PARALLEL_MIN_IMAGES
+    progress = _Progress(len(indices))
+    with multiprocessing.Pool(workers) if parallel else nullcontext() as pool:
+        saved = pool.imap_unordered(save, indices, chunksize=32) if parallel else map(save, indices)
+        for _ in saved:
+            progress.step()
+
+
+def _remove_surplus(folder, n_images):
+    """Delete face files numbered n_images or above, left by an earlier, larger set."""
+    for name in os.listdir(folder):
+        match = FACE_NAME.match(name)
+        if match and int(match.group(1)) >= n_images:
+            os.remove(os.path.join(folder, name))
+
+
+def make_demo_dataset(folder, n_images=4000, size=64, seed=0):
+    """Draw the demo dataset into `folder` once and return `folder` (demo data beside Part 5).
+
+    Files are `face_00000.png`, ...; image i depends only on (seed, i). A matching completion
+    marker returns at once; otherwise only missing, unreadable or differently drawn files are
+    (re)drawn, and the marker is written last.
+    """
+    folder = os.fspath(folder)
+    spec = {"n_images": n_images, "size": size, "seed": seed, "version": DRAWING_VERSION}
+    marker = os.path.join(folder, MARKER_NAME)
+    if _read_json(marker) == spec:
+        return folder
+    os.makedirs(folder, exist_ok=True)
+    _remove_surplus(folder, n_images)
+    missing = [i for i in range(n_images) if not _is_current(folder, i, size, seed)]
+    _draw_faces(folder, missing, size, seed)
+    with atomic_path(marker) as tmp, open(tmp, "w") as f:
+        json.dump(spec, f, sort_keys=True)
+    return folder
+
+
+def _read_json(path):
+    """The JSON value in `path`, or None if it is missing or not valid JSON."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def main(argv=None):
+    """Command line: draw the demo dataset (demo data beside Part 5)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--out", default="demo_faces",
+                        help="folder to draw the PNG files into (created if needed)")
+    parser.add_argument("--n_images", type=int, default=4000, help="number of faces to draw")
+    parser.add_argument("--size", type=int, default=64, help="side of each square image in pixels")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="random seed; the same seed always gives the same images")
+    args = parser.parse_args(argv)
+    print(make_demo_dataset(args.out, args.n_images, args.size, args.seed))
+
+
+if __name__ == "__main__":
+    main()

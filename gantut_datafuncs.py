@@ -1,0 +1,324 @@
+"""Data-related functions: the layer ops and the dataset (Part 4 of "Generative Adversarial Network
+(GAN) in TensorFlow").
+
+The layer ops (`batch_norm`, `conv2d`, `conv2d_transpose`, `lrelu`, `linear`) are small functions
+built from `get_variable`, so every weight has a readable name under its layer's variable scope
+(`discriminator/d_h0_conv/w`, `generator/g_h0_lin/Matrix`, ...). The post took batch norm from
+`tf.contrib`, which is gone; it is written out here.
+
+The dataset side fixes the post's slowest part: it read every image from disk on every step.
+Here each image is decoded once into a compact uint8 array (cached on disk beside the run, so a
+restart does not decode again), and batches are cut from it in a background thread.
+"""
+import concurrent.futures
+import hashlib
+import json
+import os
+import queue
+import sys
+import threading
+import time
+
+import numpy as np
+import tensorflow.compat.v1 as tf
+from PIL import Image
+
+from gantut_imgfuncs import atomic_path, center_crop, open_image, transform
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+# Bump when the decoding changes, so old caches are rebuilt rather than trusted.
+CACHE_VERSION = 1
+
+
+# ----------------------------------------------------------------------------------------------
+# Layer ops
+# ----------------------------------------------------------------------------------------------
+
+class batch_norm(object):
+    """Batch normalisation, called as `bn(x, train)` (Part 4; the post wrapped
+    `tf.contrib.layers.batch_norm`).
+
+    In training (`train` true, a Python bool or a bool tensor such as the `is_training`
+    placeholder) it normalises with the batch's own mean and variance; otherwise with moving
+    averages. The ops that update the moving averages (decay = `momentum`) go into the
+    UPDATE_OPS collection, so the training step of the network that owns them runs them with
+    no extra forward pass. `beta` (offset) and `gamma` (scale) are learned.
+    """
+
+    def __init__(self, epsilon=1e-5, momentum=0.9, name="batch_norm"):
+        self.epsilon = epsilon
+        self.momentum = momentum
+        self.name = name
+
+    def __call__(self, x, train=True):
+        with tf.variable_scope(self.name):
+            channels = x.shape[-1:]
+            beta = tf.get_variable("beta", channels, initializer=tf.zeros_initializer())
+            gamma = tf.get_variable("gamma", channels, initializer=tf.ones_initializer())
+            moving_mean = tf.get_variable("moving_mean", channels, trainable=False,
+                                          initializer=tf.zeros_initializer())
+            moving_variance = tf.get_variable("moving_variance", channels, trainable=False,
+                                              initializer=tf.ones_initializer())
+            batch_mean, batch_variance = tf.nn.moments(x, list(range(x.shape.ndims - 1)))
+            for moving, batch in ((moving_mean, batch_mean), (moving_variance, batch_variance)):
+                update = tf.assign_sub(moving, (moving - batch) * (1.0 - self.momentum))
+                tf.add_to_collection(tf.GraphKeys.UPDATE_OPS, update)
+            # tf.where rather than tf.cond: both statistics are cheap, and no control flow keeps
+            # the graph easy for grappler and oneDNN to fuse.
+            train = tf.convert_to_tensor(train, dtype=tf.bool)
+            mean = tf.where_v2(train, batch_mean, moving_mean)
+            variance = tf.where_v2(train, batch_variance, moving_variance)
+            return tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
+
+
+def conv2d(input_, output_dim, k_h=5, k_w=5, d_h=2, d_w=2, stddev=0.02, name="conv2d"):
+    """A strided convolution with SAME padding: weights `w`, then `biases` (Part 4)."""
+    with tf.variable_scope(name):
+        w = tf.get_variable("w", [k_h, k_w, input_.shape[-1], output_dim],
+                            initializer=tf.truncated_normal_initializer(stddev=stddev))
+        conv = tf.nn.conv2d(input_, w, strides=[1, d_h, d_w, 1], padding="SAME")
+        biases = tf.get_variable("biases", [output_dim], initializer=tf.zeros_initializer())
+        return tf.nn.bias_add(conv, biases)
+
+
+def conv2d_transpose(input_, output_shape, k_h=5, k_w=5, d_h=2, d_w=2, stddev=0.02,
+                     name="conv2d_transpose", with_w=False):
+    """A transposed ("de-") convolution to `output_shape` [batch, h, w, channels] (Part 4).
+
+    The batch entry may be None: the real batch size is read from `input_` at run time, so the
+    same generator serves training batches and any number of samples.
+    """
+    with tf.variable_scope(name):
+        w = tf.get_variable("w", [k_h, k_w, output_shape[-1], input_.shape[-1]],
+                            initializer=tf.random_normal_initializer(stddev=stddev))
+        dynamic_shape = tf.stack([tf.shape(input_)[0]] + list(output_shape[1:]))
+        deconv = tf.nn.conv2d_transpose(input_, w, output_shape=dynamic_shape,
+                                        strides=[1, d_h, d_w, 1])
+        deconv.set_shape([input_.shape[0]] + list(output_shape[1:]))
+        biases = tf.get_variable("biases", [output_shape[-1]], initializer=tf.zeros_initializer())
+        deconv = tf.nn.bias_add(deconv, biases)
+        return (deconv, w, biases) if with_w else deconv
+
+
+def lrelu(x, leak=0.2, name="lrelu"):
+    """Leaky ReLU, max(x, leak * x) (Part 4)."""
+    return tf.maximum(x, leak * x, name=name)
+
+
+def linear(input_, output_size, scope=None, stddev=0.02, bias_start=0.0, with_w=False):
+    """A fully connected layer: variables `Matrix` and `bias` (Part 4)."""
+    with tf.variable_scope(scope or "Linear"):
+        matrix = tf.get_variable("Matrix", [input_.shape[-1], output_size], tf.float32,
+                                 tf.random_normal_initializer(stddev=stddev))
+        bias = tf.get_variable("bias", [output_size],
+                               initializer=tf.constant_initializer(bias_start))
+        out = tf.matmul(input_, matrix) + bias
+        return (out, matrix, bias) if with_w else out
+
+
+# ----------------------------------------------------------------------------------------------
+# The dataset
+# ----------------------------------------------------------------------------------------------
+
+class DatasetError(Exception):
+    """A dataset that cannot be trained on; the message names the folder or file and the fix."""
+
+
+def dataset_files(root):
+    """Every .png/.jpg/.jpeg file (any case) below `root`, searched recursively, sorted (Part 4).
+
+    The post looked only at the top of the folder, while the alignment step wrote into
+    sub-folders, so its own commands found no images. Hidden files (names starting with a dot:
+    our temp files, macOS `._` metadata) are left out.
+    """
+    found = []
+    for folder, subfolders, names in os.walk(root):
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        found.extend(os.path.join(folder, name) for name in sorted(names)
+                     if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS))
+    return found
+
+
+def decode_image(path, image_size, c_dim, is_crop):
+    """Decode one file into an `image_size` square uint8 array (Part 4 data helper).
+
+    Returns (pixels, None), or (None, reason) for a file that cannot be used. A file of the
+    wrong size without `is_crop` is reported as such, for the caller to refuse.
+    """
+    try:
+        pixels = np.asarray(open_image(path, c_dim))
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        return None, "unreadable (%s)" % (err,)
+    pixels = pixels.reshape(pixels.shape[0], pixels.shape[1], c_dim)
+    if is_crop:
+        pixels = center_crop(pixels, min(pixels.shape[:2]), resize_w=image_size)
+    elif pixels.shape[:2] != (image_size, image_size):
+        return None, "wrong size"
+    return pixels, None
+
+
+def dataset_fingerprint(files, image_size, c_dim, is_crop):
+    """A short hash of the file list (names, sizes, times) and decode settings (Part 4 helper).
+
+    The cache is rebuilt whenever it changes: a file added, removed or rewritten.
+    """
+    digest = hashlib.sha1(json.dumps([CACHE_VERSION, image_size, c_dim, is_crop]).encode())
+    for path in files:
+        stat = os.stat(path)
+        digest.update(("%s\0%d\0%d\n" % (path, stat.st_size, stat.st_mtime_ns)).encode())
+    return digest.hexdigest()[:16]
+
+
+def report_progress(label, done, total, started, out=sys.stderr):
+    """Print a `label: done/total, rate/s, ETA` line (project helper).
+
+    Whole lines rather than a refreshed one: they read well in a cluster job's log file too.
+    """
+    rate = done / max(time.time() - started, 1e-9)
+    eta = (total - done) / rate if rate > 0 else float("inf")
+    print("%s: %d/%d, %.0f/s, ETA %s" % (label, done, total, rate, format_seconds(eta)),
+          file=out, flush=True)
+
+
+def format_seconds(seconds):
+    """`1h02m03s`-style duration for progress lines (project helper)."""
+    if not np.isfinite(seconds):
+        return "?"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return "%dh%02dm%02ds" % (hours, minutes, secs) if hours else "%dm%02ds" % (minutes, secs)
+
+
+def decode_to_cache(files, cache_path, image_size, c_dim, is_crop, workers):
+    """Decode `files` into a uint8 .npy array at `cache_path`; return (count, skipped) (Part 4).
+
+    Pillow releases the GIL while decoding, so threads decode in parallel. Rows are written
+    straight into a memory-mapped file, so even CelebA (2.5 GB at 64x64) never sits in memory
+    twice; the file is renamed into place only when complete. Unreadable files are skipped with
+    one warning line each; a wrong-size file stops the build (see `load_dataset`).
+    """
+    shape = (len(files), image_size, image_size, c_dim)
+    skipped = []
+    count = 0
+    started = last_report = time.time()
+    with atomic_path(cache_path) as tmp, \
+            concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+        for start in range(0, len(files), 1024):
+            chunk = files[start:start + 1024]
+            decoded = pool.map(lambda p: decode_image(p, image_size, c_dim, is_crop), chunk)
+            for path, (pixels, reason) in zip(chunk, decoded):
+                if reason == "wrong size":
+                    raise DatasetError(wrong_size_message(path, image_size))
+                if pixels is None:
+                    print("warning: skipping %s: %s" % (path, reason), file=sys.stderr)
+                    skipped.append(path)
+                    continue
+                array[count] = pixels
+                count += 1
+            if time.time() - last_report > 5 or start + 1024 >= len(files):
+                report_progress("decoding images", start + len(chunk), len(files), started)
+                last_report = time.time()
+        array.flush()
+        del array
+    return count, skipped
+
+
+def wrong_size_message(path, image_size):
+    """The message for an image that is not `image_size` square and `--is_crop` is off."""
+    with Image.open(path) as img:
+        width, height = img.size
+    return ("%s is %dx%d, not %dx%d. Run with --is_crop to centre-crop and resize every image, "
+            "or align the faces first: ./align_faces.py RAW align innerEyesAndBottomLip ALIGNED "
+            "--size %d" % (path, width, height, image_size, image_size, image_size))
+
+
+def load_dataset(root, image_size, c_dim=3, is_crop=False, train_size=float("inf"),
+                 cache_dir=None, workers=1):
+    """The training images of folder `root` as an N x size x size x c_dim uint8 array (Part 4).
+
+    The array is decoded once and cached in `cache_dir` (memory-mapped on later runs, so start-up
+    is instant and RAM holds only what training touches); a change to the folder's files
+    rebuilds it. `train_size` caps the image count (the first files in sorted order).
+    Raises DatasetError, naming the folder or file, for a missing or empty folder or a wrong-size
+    image without `is_crop`.
+    """
+    if not os.path.isdir(root):
+        raise DatasetError("dataset folder %s does not exist. Point --dataset at a folder of "
+                           ".png/.jpg images (e.g. the output of align_faces.py), or use "
+                           "--dataset demo for the built-in cartoon faces." % root)
+    files = dataset_files(root)
+    if np.isfinite(train_size):
+        files = files[:int(train_size)]
+    if not files:
+        raise DatasetError("dataset folder %s holds no .png/.jpg/.jpeg images (sub-folders "
+                           "included). Copy or align images into it (./align_faces.py RAW align "
+                           "innerEyesAndBottomLip %s), or use --dataset demo." % (root, root))
+    cache_dir = cache_dir or root
+    os.makedirs(cache_dir, exist_ok=True)
+    key = dataset_fingerprint(files, image_size, c_dim, is_crop)
+    cache_path = os.path.join(cache_dir, "images_%dpx_%dch_%s.npy" % (image_size, c_dim, key))
+    info_path = cache_path[:-len(".npy")] + ".json"
+    if not (os.path.exists(cache_path) and os.path.exists(info_path)):
+        remove_stale_caches(cache_dir)
+        count, skipped = decode_to_cache(files, cache_path, image_size, c_dim, is_crop, workers)
+        with atomic_path(info_path) as tmp, open(tmp, "w") as out:
+            json.dump({"root": root, "count": count, "skipped": skipped}, out, indent=1)
+    with open(info_path) as info_file:
+        info = json.load(info_file)
+    if info["skipped"]:
+        print("%d unreadable image(s) in %s skipped (listed in %s)"
+              % (len(info["skipped"]), root, info_path), file=sys.stderr)
+    return np.load(cache_path, mmap_mode="r")[:info["count"]]
+
+
+def remove_stale_caches(cache_dir):
+    """Delete image caches of an earlier file list, so they do not pile up (Part 4 helper)."""
+    for name in os.listdir(cache_dir):
+        if name.startswith("images_") and name.endswith((".npy", ".json")):
+            os.remove(os.path.join(cache_dir, name))
+
+
+def epoch_batches(n_images, batch_size, seed, epoch, start=0):
+    """Yield (index, image indices) for the batches of one epoch, from batch `start` (Part 4).
+
+    Each epoch is a fresh shuffle that depends only on (seed, epoch), so a resumed run sees the
+    same order and can skip exactly the batches it already trained on. The last partial batch
+    is dropped, as in the post.
+    """
+    order = np.random.default_rng([seed, epoch]).permutation(n_images)
+    for index in range(start, n_images // batch_size):
+        yield index, np.sort(order[index * batch_size:(index + 1) * batch_size])
+
+
+def prefetch(items, depth=2):
+    """Run the iterator `items` in a background thread, `depth` items ahead (Part 4 helper).
+
+    Cutting and scaling the next batch then overlaps the current training step, so the session
+    never waits on input. An exception in the iterator is raised in the consumer.
+    """
+    buffer = queue.Queue(maxsize=depth)
+    done = object()
+
+    def produce():
+        try:
+            for item in items:
+                buffer.put(item)
+        except BaseException as err:  # handed to the consumer, which re-raises it
+            buffer.put(err)
+        buffer.put(done)
+
+    threading.Thread(target=produce, daemon=True).start()
+    while True:
+        item = buffer.get()
+        if item is done:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+def feed_batches(images, batch_size, seed, epoch, start=0):
+    """Yield (index, float batch in [-1, 1]) for one epoch, prepared ahead of time (Part 4)."""
+    return prefetch((index, transform(images[rows], is_crop=False))
+                    for index, rows in epoch_batches(len(images), batch_size, seed, epoch, start))

@@ -1,0 +1,353 @@
+"""The DCGAN class (Part 4 of "Generative Adversarial Network (GAN) in TensorFlow").
+
+A generator G maps noise z to an image; a discriminator D says how likely an image is real.
+They play the minimax game of Part 1,
+
+    min_G max_D  V(D, G) = E_x[log D(x)] + E_z[log(1 - D(G(z)))],
+
+trained in turns: one D update, then two G updates per batch, so that D's loss does not fall to
+zero before G has learnt anything. Graph code is TF1 style through `tf.compat.v1`: placeholders,
+variable scopes, `get_variable`, a Session, Adam, Saver and FileWriter.
+
+The layer count follows `image_size`: G starts at 4x4 and doubles up to the image size; D halves
+the image down to 4x4. Channel widths are multiples of `gf_dim`/`df_dim`: 8, 4, 2, 1 for 64x64
+images, as in the post, capped at 8 for bigger images.
+"""
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+from gantut_datafuncs import (batch_norm, conv2d, conv2d_transpose, dataset_files,  # noqa: F401
+                              feed_batches, format_seconds, linear, load_dataset, lrelu)
+from gantut_imgfuncs import grid_shape, save_images, transform
+
+# dataset_files is re-exported: the post defined it in this module.
+__all__ = ["DCGAN", "dataset_files", "valid_image_size"]
+
+
+def valid_image_size(image_size):
+    """True for the sizes the model can build: powers of two, at least 8 (Part 4's check)."""
+    return image_size >= 8 and (image_size & (image_size - 1)) == 0
+
+
+def layer_sizes(image_size):
+    """Spatial sizes from G's first 4x4 map up to `image_size`: [4, 8, ..., image_size]."""
+    sizes = [4]
+    while sizes[-1] < image_size:
+        sizes.append(sizes[-1] * 2)
+    return sizes
+
+
+def width_multiple(image_size, size):
+    """Channel multiple of gf_dim/df_dim for a feature map of `size` (8, 4, 2, 1 at 64x64)."""
+    return min(8, image_size // (2 * size))
+
+
+class DCGAN(object):
+    """Deep convolutional GAN of the posts (Part 4).
+
+    Build it inside a Session: `DCGAN(sess, image_size=64, batch_size=64, checkpoint_dir=...)`
+    builds the graph at once (`build_model`); `train(config)` runs the training loop.
+    `lam` weighs the perceptual loss of image completion (Part 1's goal).
+    """
+
+    model_name = "DCGAN.model"
+
+    def __init__(self, sess, image_size=64, is_crop=False, batch_size=64, sample_size=64,
+                 z_dim=100, gf_dim=64, df_dim=64, gfc_dim=1024, dfc_dim=1024, c_dim=3,
+                 checkpoint_dir=None, lam=0.1):
+        if not valid_image_size(image_size):
+            raise ValueError("image_size must be a power of two and at least 8, not %r"
+                             % (image_size,))
+        if c_dim not in (1, 3):
+            raise ValueError("c_dim must be 1 (grayscale) or 3 (RGB), not %r" % (c_dim,))
+        self.sess = sess
+        self.image_size = image_size
+        self.is_crop = is_crop
+        self.batch_size = batch_size
+        self.sample_size = sample_size
+        self.z_dim = z_dim
+        self.gf_dim = gf_dim
+        self.df_dim = df_dim
+        # gfc_dim/dfc_dim are kept for the post's signature; its DCGAN used them only for the
+        # conditional (labelled) variant, which the posts do not train.
+        self.gfc_dim = gfc_dim
+        self.dfc_dim = dfc_dim
+        self.c_dim = c_dim
+        self.checkpoint_dir = checkpoint_dir
+        self.lam = lam
+        self.sizes = layer_sizes(image_size)
+        # One batch_norm per layer that has one: all of G's but the output, all of D's but the
+        # input layer.
+        self.g_bns = [batch_norm(name="g_bn%d" % i) for i in range(len(self.sizes) - 1)]
+        self.d_bns = [None] + [batch_norm(name="d_bn%d" % i) for i in range(1, len(self.sizes) - 1)]
+        self.build_model()
+
+    # ------------------------------------------------------------------------------------------
+    # The graph
+    # ------------------------------------------------------------------------------------------
+
+    def build_model(self):
+        """Placeholders, G and D, the losses, summaries, optimisers' inputs and the Saver (Part 4)."""
+        size, channels = self.image_size, self.c_dim
+        with tf.name_scope("inputs"):  # in a scope, so the summary tags `z` etc. stay free
+            self.is_training = tf.placeholder(tf.bool, [], name="is_training")
+            self.images = tf.placeholder(tf.float32, [None, size, size, channels],
+                                         name="real_images")
+            self.z = tf.placeholder(tf.float32, [None, self.z_dim], name="z")
+
+        self.G = self.generator(self.z)
+        self.D, self.D_logits = self.discriminator(self.images)
+        self.D_, self.D_logits_ = self.discriminator(self.G, reuse=True)
+
+        with tf.name_scope("losses"):
+            self.d_loss_real = sigmoid_loss(self.D_logits, 1.0, "d_loss_real")
+            self.d_loss_fake = sigmoid_loss(self.D_logits_, 0.0, "d_loss_fake")
+            self.g_loss = sigmoid_loss(self.D_logits_, 1.0, "g_loss")
+            self.d_loss = tf.add(self.d_loss_real, self.d_loss_fake, name="d_loss")
+
+        # No name scope here: it would prefix the tags, and TensorBoard should show the post's
+        # names (z, d, d_, G, d_loss, ...).
+        z_sum = tf.summary.histogram("z", self.z)
+        d_sum = tf.summary.histogram("d", self.D)
+        d__sum = tf.summary.histogram("d_", self.D_)
+        G_sum = tf.summary.image("G", self.G)
+        scalars = {name: tf.summary.scalar(name, getattr(self, name))
+                   for name in ("d_loss_real", "d_loss_fake", "g_loss", "d_loss")}
+        # Built here, not in an old-API fallback branch as in the post (where the G summary
+        # was never created and training failed at its first G update).
+        self.d_sum = tf.summary.merge([z_sum, d_sum, scalars["d_loss_real"], scalars["d_loss"]])
+        self.g_sum = tf.summary.merge([z_sum, d__sum, G_sum, scalars["d_loss_fake"],
+                                       scalars["g_loss"]])
+
+        t_vars = tf.trainable_variables()
+        self.d_vars = [var for var in t_vars if has_prefix(var, "d_")]
+        self.g_vars = [var for var in t_vars if has_prefix(var, "g_")]
+
+        with tf.variable_scope("state"):
+            # Training position and the fixed sample noise live in the checkpoint, so a resumed
+            # run carries on where it stopped and its grids keep showing the same faces.
+            # step, epoch, batch within the epoch, and the seed of the epochs' shuffles
+            self.counters = tf.get_variable("counters", [4], tf.int64, tf.zeros_initializer(),
+                                            trainable=False)
+            self.sample_z = tf.get_variable("sample_z", [self.sample_size, self.z_dim],
+                                            initializer=tf.random_uniform_initializer(-1, 1),
+                                            trainable=False)
+            self.new_counters = tf.placeholder(tf.int64, [4], name="new_counters")
+            self.set_counters = tf.assign(self.counters, self.new_counters)
+        # Model weights only, enough to generate; train() makes one that also keeps Adam's state.
+        self.saver = tf.train.Saver()
+
+    def generator(self, z):
+        """G: noise z -> image in [-1, 1], 4x4 up to image_size by 5x5 stride-2 deconvs (Part 4)."""
+        s, gf = self.image_size, self.gf_dim
+        with tf.variable_scope("generator"):
+            first = self.sizes[0]
+            channels = gf * width_multiple(s, first)
+            h = linear(z, first * first * channels, "g_h0_lin")
+            h = tf.reshape(h, [-1, first, first, channels])
+            h = tf.nn.relu(self.g_bns[0](h, self.is_training))
+            # state size. (gf_dim*8) x 4 x 4 at 64x64
+            for i, size in enumerate(self.sizes[1:], start=1):
+                last = size == s
+                channels = self.c_dim if last else gf * width_multiple(s, size)
+                h = conv2d_transpose(h, [None, size, size, channels], name="g_h%d" % i)
+                if last:
+                    # state size. c_dim x image_size x image_size
+                    return tf.nn.tanh(h)
+                # state size. (gf_dim*4) x 8 x 8, (gf_dim*2) x 16 x 16, gf_dim x 32 x 32 at 64x64
+                h = tf.nn.relu(self.g_bns[i](h, self.is_training))
+
+    def discriminator(self, image, reuse=False):
+        """D: image -> (probability real, logit), by 5x5 stride-2 convs down to 4x4 (Part 4).
+
+        The final reshape takes its size from the graph, not from a hard-coded 64x64 (8192).
+        """
+        s, df = self.image_size, self.df_dim
+        with tf.variable_scope("discriminator", reuse=reuse):
+            h = image
+            for i, size in enumerate(reversed(self.sizes[:-1])):
+                h = conv2d(h, df * width_multiple(s, size), name="d_h%d_conv" % i)
+                if self.d_bns[i] is not None:
+                    h = self.d_bns[i](h, self.is_training)
+                h = lrelu(h)
+                # state size. df_dim x 32 x 32, (df_dim*2) x 16 x 16, ... (df_dim*8) x 4 x 4
+            h = tf.reshape(h, [-1, int(np.prod(h.shape[1:]))])
+            logit = linear(h, 1, "d_h%d_lin" % (len(self.sizes) - 1))
+            return tf.nn.sigmoid(logit), logit
+
+    # ------------------------------------------------------------------------------------------
+    # Training
+    # ------------------------------------------------------------------------------------------
+
+    def train(self, config, images=None):
+        """Train on `config.dataset` (or on `images`, a uint8 array already loaded) (Part 4).
+
+        `config` carries the trainer's flags: epoch, learning_rate, beta1, train_size,
+        batch_size, dataset, sample_dir, checkpoint_dir, logs_dir, sample_freq, ckpt_freq,
+        summary_freq, seed, max_to_keep. Ctrl-C or SIGTERM saves a checkpoint after the step
+        under way and returns; a later call with the same folders resumes.
+        """
+        if images is None:
+            images = load_dataset(config.dataset, self.image_size, self.c_dim, self.is_crop,
+                                  config.train_size, cache_dir=config.checkpoint_dir)
+        d_optim, g_optim = self.optimizers(config.learning_rate, config.beta1)
+        self.saver = tf.train.Saver(max_to_keep=config.max_to_keep)
+        self.sess.run(tf.global_variables_initializer())
+        self.writer = tf.summary.FileWriter(config.logs_dir, self.sess.graph)
+
+        if self.load(config.checkpoint_dir):
+            print(" [*] An existing model was found: carrying on from it")
+            step, start_epoch, start_batch, self.data_seed = map(int, self.sess.run(self.counters))
+        else:
+            step, start_epoch, start_batch = 0, 0, 0
+            self.data_seed = np.random.randint(2**31) if config.seed is None else config.seed
+        self.rng = np.random.default_rng(None if config.seed is None else [config.seed, step])
+        sample_z = self.sess.run(self.sample_z)
+        sample_images = transform(images[:self.sample_size], is_crop=False)
+        save_images(sample_images, grid_shape(len(sample_images)),
+                    os.path.join(config.sample_dir, "real_samples.png"))
+        batches = len(images) // self.batch_size
+        total_steps = config.epoch * batches
+        started, start_step = time.time(), step
+
+        with StopRequest() as stop:
+            for epoch in range(start_epoch, config.epoch):
+                for idx, batch in feed_batches(images, self.batch_size, self.data_seed, epoch,
+                                               start_batch if epoch == start_epoch else 0):
+                    step += 1
+                    errD, errG = self.train_step(d_optim, g_optim, batch, step,
+                                                 step % config.summary_freq == 0)
+                    rate = (step - start_step) * self.batch_size / (time.time() - started)
+                    eta = (total_steps - step) * self.batch_size / rate
+                    print("Epoch [%2d] [%4d/%4d] time: %4.4f, d_loss: %.8f, g_loss: %.8f, "
+                          "%.1f img/s, ETA %s" % (epoch, idx, batches, time.time() - started,
+                                                  errD, errG, rate, format_seconds(eta)))
+                    position = (step, epoch, idx + 1)
+                    if step % config.sample_freq == 0:
+                        self.sample(sample_z, sample_images, config.sample_dir,
+                                    "train_%02d-%04d.png" % (epoch, idx))
+                    if stop.requested or step % config.ckpt_freq == 0:
+                        self.save(config.checkpoint_dir, step, position)
+                    if stop.requested:
+                        print(" [*] Stopped at step %d; saved a checkpoint in %s. Run the same "
+                              "command again to resume." % (step, config.checkpoint_dir))
+                        return
+                self.sample(sample_z, sample_images, config.sample_dir, "epoch_%02d.png" % epoch)
+                self.save(config.checkpoint_dir, step, (step, epoch + 1, 0))
+        self.writer.flush()
+
+    def optimizers(self, learning_rate, beta1):
+        """Adam for D and for G, each running its own batch-norm updates (Part 4)."""
+        with tf.name_scope("optimizers"):
+            d_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS, scope="discriminator")
+            g_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS, scope="generator")
+            with tf.control_dependencies(d_updates):
+                d_optim = tf.train.AdamOptimizer(learning_rate, beta1=beta1, name="d_adam") \
+                    .minimize(self.d_loss, var_list=self.d_vars)
+            with tf.control_dependencies(g_updates):
+                g_optim = tf.train.AdamOptimizer(learning_rate, beta1=beta1, name="g_adam") \
+                    .minimize(self.g_loss, var_list=self.g_vars)
+        return d_optim, g_optim
+
+    def train_step(self, d_optim, g_optim, batch_images, step, with_summaries):
+        """One D update, then two G updates on the same noise; returns (d_loss, g_loss).
+
+        The losses come from the same `sess.run` calls that train (no extra forward pass); the
+        printed g_loss is the one of the second G update.
+        """
+        batch_z = self.rng.uniform(-1, 1, [self.batch_size, self.z_dim]).astype(np.float32)
+        feed = {self.images: batch_images, self.z: batch_z, self.is_training: True}
+        fetch_d = [d_optim, self.d_loss] + ([self.d_sum] if with_summaries else [])
+        fetch_g = [g_optim, self.g_loss] + ([self.g_sum] if with_summaries else [])
+        results = [self.sess.run(fetch_d, feed)]
+        # Two G updates per D update, "so that the discriminator loss does not converge to
+        # zero too quickly".
+        results += [self.sess.run(fetch_g, feed) for _ in range(2)]
+        if with_summaries:
+            for result in (results[0], results[-1]):
+                self.writer.add_summary(result[2], step)
+        return results[0][1], results[-1][1]
+
+    def sample(self, sample_z, sample_images, sample_dir, name):
+        """Write the grid of G(sample_z) and print the losses on the fixed sample batch (Part 4).
+
+        Batch norm runs in inference mode, so these grids show what a user of the trained model
+        gets.
+        """
+        samples, d_loss, g_loss = self.sess.run(
+            [self.G, self.d_loss, self.g_loss],
+            {self.z: sample_z, self.images: sample_images, self.is_training: False})
+        path = save_images(samples, grid_shape(len(samples)), os.path.join(sample_dir, name))
+        print("[Sample] d_loss: %.8f, g_loss: %.8f, grid: %s" % (d_loss, g_loss, path))
+
+    # ------------------------------------------------------------------------------------------
+    # Checkpoints
+    # ------------------------------------------------------------------------------------------
+
+    def save(self, checkpoint_dir, step, position=None):
+        """Save weights, sample noise and (step, epoch, batch) `position` to `checkpoint_dir` (Part 4)."""
+        if position is not None:
+            self.sess.run(self.set_counters, {self.new_counters: list(position) + [self.data_seed]})
+        os.makedirs(checkpoint_dir, exist_ok=True)
+        self.saver.save(self.sess, os.path.join(checkpoint_dir, self.model_name),
+                        global_step=step)
+
+    def load(self, checkpoint_dir):
+        """Restore the newest checkpoint in `checkpoint_dir`; return whether one was found (Part 4).
+
+        A checkpoint of another model shape stops with a message naming the folder.
+        """
+        print(" [*] Reading checkpoints from %s" % checkpoint_dir)
+        path = tf.train.latest_checkpoint(checkpoint_dir) if checkpoint_dir else None
+        if path is None:
+            return False
+        try:
+            self.saver.restore(self.sess, path)
+        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as err:
+            raise SystemExit("error: checkpoint %s does not fit this model (%s). It was trained "
+                             "with other settings (image_size, c_dim, z_dim, gf_dim, df_dim); "
+                             "use those, or a new --checkpoint_dir."
+                             % (path, str(err).splitlines()[0]))
+        return True
+
+
+def sigmoid_loss(logits, label, name):
+    """Mean sigmoid cross-entropy of `logits` against a constant `label` (Part 4 losses)."""
+    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
+        logits=logits, labels=tf.fill(tf.shape(logits), label)), name=name)
+
+
+def has_prefix(var, prefix):
+    """True if a variable's own layer scope starts with `prefix` (the post's `d_`/`g_` split)."""
+    return any(part.startswith(prefix) for part in var.op.name.split("/"))
+
+
+class StopRequest(object):
+    """While active, SIGINT (Ctrl-C) and SIGTERM only set `requested` (Part 5 behaviour).
+
+    The training loop finishes the step under way, saves a checkpoint and returns, instead of
+    dying mid-step. A second signal stops at once.
+    """
+
+    def __enter__(self):
+        self.requested = False
+        self.previous = {sig: signal.signal(sig, self.handle)
+                         for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\n [*] %s received: saving a checkpoint after this step"
+              % signal.Signals(signum).name, file=sys.stderr)
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        return False

@@ -1,0 +1,150 @@
+"""Image import and export helpers (Part 3 of "Generative Adversarial Network (GAN) in TensorFlow").
+
+Two chains, as in the post:
+
+    import:  get_image -> imread -> transform -> center_crop
+    export:  save_images -> inverse_transform -> imsave -> merge
+
+The network sees pixels in [-1, 1] (it ends in `tanh`); files hold [0, 255]. The post read and
+wrote through `scipy.misc`, which SciPy removed, so Pillow does the file work here.
+"""
+import contextlib
+import os
+
+import numpy as np
+from PIL import Image, ImageOps
+
+# Pillow modes for the two channel counts the model supports.
+MODE_FOR_CHANNELS = {1: "L", 3: "RGB"}
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temp name beside `path`, renamed onto it only if the block succeeds.
+
+    Project helper for every file a later step reads (sample grids, caches, crops): a run killed
+    mid-write leaves a hidden temp file, never a half-written file under the real name. The temp
+    name keeps the extension so that writers which pick the format from it still work.
+    """
+    folder, name = os.path.split(os.path.abspath(path))
+    stem, ext = os.path.splitext(name)
+    tmp = os.path.join(folder, ".%s.tmp-%d%s" % (stem, os.getpid(), ext))
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def open_image(path, c_dim=3):
+    """Open an image file as a Pillow image with `c_dim` channels (Part 3, used by `imread`).
+
+    Grayscale, palette, RGBA, CMYK and 16-bit files all come back as RGB (or L for c_dim 1);
+    transparency is flattened onto white, and an EXIF rotation is applied.
+    """
+    with Image.open(path) as img:
+        img = ImageOps.exif_transpose(img)
+        if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+            # 16-bit grayscale: Pillow cannot convert it straight to 8-bit L without clipping.
+            img = Image.fromarray((np.asarray(img, dtype=np.uint32) >> 8).astype(np.uint8))
+        if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+            rgba = img.convert("RGBA")
+            img = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            img.alpha_composite(rgba)
+        return img.convert(MODE_FOR_CHANNELS[c_dim])
+
+
+def imread(path, c_dim=3):
+    """Read an image file as a float32 array of [0, 255] values, H x W x c_dim (Part 3).
+
+    The post used `scipy.misc.imread`; any Pillow-readable file works here.
+    """
+    pixels = np.asarray(open_image(path, c_dim), dtype=np.float32)
+    return pixels.reshape(pixels.shape[0], pixels.shape[1], c_dim)
+
+
+def center_crop(x, crop_h, crop_w=None, resize_w=64):
+    """Crop `crop_h` x `crop_w` about the centre of `x`, then resize to `resize_w` square (Part 3).
+
+    Offsets are rounded, as in the post. Resizing is bilinear (the post's `scipy.misc.imresize`
+    default), done by Pillow; the result keeps the dtype of `x`.
+    """
+    crop_w = crop_h if crop_w is None else crop_w
+    h, w = x.shape[:2]
+    top = int(round((h - crop_h) / 2.0))
+    left = int(round((w - crop_w) / 2.0))
+    crop = x[top:top + crop_h, left:left + crop_w]
+    if crop.shape[:2] == (resize_w, resize_w):
+        return crop
+    channels = crop.shape[2]
+    pixels = np.clip(crop, 0, 255).astype(np.uint8)
+    as_image = Image.fromarray(pixels[:, :, 0] if channels == 1 else pixels)
+    resized = np.asarray(as_image.resize((resize_w, resize_w), Image.BILINEAR))
+    return resized.reshape(resize_w, resize_w, channels).astype(x.dtype)
+
+
+def transform(image, npx=64, is_crop=True):
+    """Optionally centre-crop to an `npx` square, then scale [0, 255] to [-1, 1] (Part 3).
+
+    With `is_crop` the largest centred square is cut out and resized to `npx` x `npx`, so photos
+    of any shape become training images.
+    """
+    if is_crop:
+        image = center_crop(image, min(image.shape[:2]), resize_w=npx)
+    return np.asarray(image, dtype=np.float32) / 127.5 - 1.0
+
+
+def get_image(image_path, image_size, is_crop=True, c_dim=3):
+    """Read one image file and return it in [-1, 1], `image_size` square if cropped (Part 3)."""
+    return transform(imread(image_path, c_dim), image_size, is_crop)
+
+
+def inverse_transform(images):
+    """Map generator output from [-1, 1] back to [0, 1] (Part 3)."""
+    return (np.asarray(images) + 1.0) / 2.0
+
+
+def merge(images, size):
+    """Tile a batch N x H x W x C into one grid of `size[0]` rows by `size[1]` columns (Part 3).
+
+    Images fill the grid row by row; cells past the end of the batch stay black.
+    """
+    images = np.asarray(images)
+    n, h, w, c = images.shape
+    rows, cols = size
+    grid = np.zeros((h * rows, w * cols, c), dtype=images.dtype)
+    for index, image in enumerate(images[:rows * cols]):
+        row, col = divmod(index, cols)
+        grid[row * h:(row + 1) * h, col * w:(col + 1) * w] = image
+    return grid
+
+
+def to_uint8(images):
+    """Scale [0, 1] floats to [0, 255] bytes, rounding and clipping (Part 3, used by `imsave`)."""
+    return np.clip(np.rint(np.asarray(images) * 255.0), 0, 255).astype(np.uint8)
+
+
+def imsave(images, size, path):
+    """Merge a batch of [0, 1] images into a grid and write it as an 8-bit image file (Part 3).
+
+    The file appears whole or not at all (written to a temp name, then renamed).
+    """
+    grid = to_uint8(merge(images, size))
+    if grid.shape[2] == 1:
+        grid = grid[:, :, 0]
+    with atomic_path(path) as tmp:
+        Image.fromarray(grid).save(tmp)
+    return path
+
+
+def grid_shape(n_images):
+    """Rows and columns of the most square grid that holds `n_images` (Part 3 helper)."""
+    cols = int(np.ceil(np.sqrt(n_images)))
+    rows = int(np.ceil(n_images / cols))
+    return rows, cols
+
+
+def save_images(images, size, image_path):
+    """Write a batch of generator outputs in [-1, 1] as one grid image (Part 3)."""
+    return imsave(inverse_transform(images), size, image_path)

@@ -1,0 +1,188 @@
+"""Part 5: gantut_trainer.py run as a real subprocess on tiny real datasets."""
+import glob
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow.compat.v1 as tf
+from PIL import Image
+
+from conftest import REPO, TINY, run_trainer, write_images
+
+PROGRESS = re.compile(r"^Epoch \[ *(\d+)\] \[ *(\d+)/ *(\d+)\] time: [\d.]+, d_loss: [\d.]+, "
+                      r"g_loss: [\d.]+", re.M)
+
+
+def progress(output):
+    """(epoch, batch) of every progress line."""
+    return [(int(e), int(i)) for e, i, _ in PROGRESS.findall(output)]
+
+
+def checkpoint_steps(folder):
+    return sorted(int(p.split("-")[-1].split(".")[0])
+                  for p in glob.glob(os.path.join(folder, "DCGAN.model-*.index")))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny training run: 24 images of 16x16, batch 4 -> 6 steps per epoch, 2 epochs."""
+    work = tmp_path_factory.mktemp("run")
+    write_images(str(work / "faces" / "part1"), 12, 16)
+    write_images(str(work / "faces" / "part2"), 12, 16, seed=1, ext=".jpg")
+    result = run_trainer(str(work), "--dataset", "faces", "--epoch", "2", "--sample_freq", "4",
+                         "--ckpt_freq", "5", "--summary_freq", "1", *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return work, result
+
+
+def test_progress_line_per_step_with_both_losses(trained):
+    _, result = trained
+    assert progress(result.stdout) == [(e, i) for e in range(2) for i in range(6)]
+    assert "img/s, ETA" in result.stdout
+
+
+def test_sample_grids_every_sample_freq_steps_and_each_epoch(trained):
+    work, _ = trained
+    names = sorted(os.listdir(work / "samples"))
+    # steps 4, 8 and 12 fall on epoch 0 batch 3, epoch 1 batches 1 and 5
+    assert names == ["epoch_00.png", "epoch_01.png", "real_samples.png", "train_00-0003.png",
+                     "train_01-0001.png", "train_01-0005.png"]
+    with Image.open(work / "samples" / "train_00-0003.png") as grid:
+        assert grid.size == (8 * 16, 8 * 16)  # an 8x8 grid of 16x16 samples
+
+
+def test_checkpoints_every_ckpt_freq_and_each_epoch(trained):
+    work, _ = trained
+    assert checkpoint_steps(str(work / "checkpoint")) == [5, 6, 10, 12]
+
+
+def test_event_files_hold_every_summary_name_and_the_graph(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    work, _ = trained
+    events = EventAccumulator(str(work / "logs"), size_guidance={"images": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert {"d_loss_real", "d_loss_fake", "g_loss", "d_loss"} <= set(tags["scalars"])
+    assert {"z", "d", "d_"} <= set(tags["histograms"])
+    assert any(tag.startswith("G/") for tag in tags["images"])
+    assert tags["graph"]
+    assert [e.step for e in events.Scalars("g_loss")] == list(range(1, 13))
+
+
+def test_a_second_run_resumes_at_the_right_step_and_epoch(trained, tmp_path):
+    work, _ = trained
+    result = run_trainer(str(work), "--dataset", "faces", "--epoch", "3", "--sample_freq", "4",
+                         "--ckpt_freq", "5", "--summary_freq", "1", *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "An existing model was found" in result.stdout
+    assert progress(result.stdout) == [(2, i) for i in range(6)]
+    assert checkpoint_steps(str(work / "checkpoint"))[-1] == 18
+    # Nothing is decoded again: the image cache of the first run is used.
+    assert "decoding images" not in result.stderr
+
+
+def test_sample_noise_survives_a_resume(tmp_path):
+    write_images(str(tmp_path / "faces"), 8, 16)
+    common = ["--dataset", "faces", "--sample_freq", "1000", *TINY]
+    assert run_trainer(str(tmp_path), "--epoch", "1", *common).returncode == 0
+    sample_z = {}
+    for run in ("first", "second"):
+        path = tf.train.latest_checkpoint(str(tmp_path / "checkpoint"))
+        sample_z[run] = tf.train.load_variable(path, "state/sample_z")
+        if run == "first":
+            assert run_trainer(str(tmp_path), "--epoch", "2", *common).returncode == 0
+    assert np.array_equal(sample_z["first"], sample_z["second"])
+
+
+def test_ctrl_c_saves_a_checkpoint_and_the_next_run_resumes_there(tmp_path):
+    write_images(str(tmp_path / "faces"), 40, 16)
+    args = ["--dataset", "faces", "--epoch", "1000", "--ckpt_freq", "100000",
+            "--sample_freq", "100000", *TINY]
+    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "gantut_trainer.py")] + args,
+                            cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    lines = []
+    for line in proc.stdout:  # wait until training is well under way
+        lines.append(line)
+        if len(progress("".join(lines))) >= 13:
+            break
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    lines.append(output)
+    assert proc.returncode == 0, "".join(lines)[-2000:]
+    done = progress("".join(lines))
+    step = checkpoint_steps(str(tmp_path / "checkpoint"))[-1]
+    assert step == len(done) >= 13
+    last_epoch, last_batch = done[-1]
+
+    result = run_trainer(str(tmp_path), *args[:3], "2" if last_epoch < 1 else
+                         str(last_epoch + 1), *args[4:])
+    first = progress(result.stdout)[0]
+    expected = (last_epoch, last_batch + 1) if last_batch + 1 < 10 else (last_epoch + 1, 0)
+    assert first == expected
+
+
+@pytest.mark.parametrize("flag,value", [("epoch", "-1"), ("batch_size", "0"),
+                                        ("image_size", "48"), ("c_dim", "2"),
+                                        ("learning_rate", "0")])
+def test_a_flag_that_makes_no_sense_is_refused_by_name(tmp_path, flag, value):
+    result = run_trainer(str(tmp_path), "--dataset", "x", "--%s=%s" % (flag, value))
+    assert result.returncode != 0
+    assert "--%s" % flag in result.stderr
+    assert not os.path.exists(tmp_path / "checkpoint")  # refused before anything was made
+
+
+def test_help_lists_every_flag():
+    result = subprocess.run([sys.executable, os.path.join(REPO, "gantut_trainer.py"), "--help"],
+                            capture_output=True, text=True)
+    for flag in ("epoch", "learning_rate", "beta1", "train_size", "batch_size", "image_size",
+                 "dataset", "checkpoint_dir", "sample_dir", "logs_dir", "sample_freq",
+                 "ckpt_freq", "threads", "seed", "is_crop", "max_to_keep"):
+        assert re.search(r"--(\[no\])?%s:" % flag, result.stdout), flag
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "too_few", "wrong_size"])
+def test_unusable_datasets_stop_before_any_graph_with_a_message(tmp_path, case):
+    folder = tmp_path / "faces"
+    if case != "missing":
+        folder.mkdir()
+    if case == "too_few":
+        write_images(str(folder), 3, 16)
+    if case == "wrong_size":
+        write_images(str(folder), 8, (20, 24))
+    result = run_trainer(str(tmp_path), "--dataset", "faces", "--epoch", "1", *TINY)
+    assert result.returncode != 0
+    assert "faces" in result.stderr
+    assert {"missing": "does not exist", "empty": "holds no", "too_few": "--batch_size",
+            "wrong_size": "--is_crop"}[case] in result.stderr
+    assert not os.path.exists(tmp_path / "logs" / "events") and \
+        not glob.glob(str(tmp_path / "logs" / "*"))
+
+
+def test_bad_files_are_skipped_and_odd_modes_and_sizes_train_with_is_crop(tmp_path):
+    folder = tmp_path / "faces"
+    write_images(str(folder), 6, (30, 20))
+    write_images(str(folder / "gray"), 2, 16, mode="L")
+    write_images(str(folder / "rgba"), 2, 16, mode="RGBA")
+    (folder / "zero.jpg").write_bytes(b"")
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    result = run_trainer(str(tmp_path), "--dataset", "faces", "--epoch", "1", "--is_crop",
+                         *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 unreadable image(s)" in result.stderr
+    assert "10 training images" in result.stdout
+    assert progress(result.stdout) == [(0, 0), (0, 1)]
+
+
+def test_grayscale_model_trains(tmp_path):
+    write_images(str(tmp_path / "faces"), 8, 16)
+    result = run_trainer(str(tmp_path), "--dataset", "faces", "--epoch", "1", "--c_dim", "1",
+                         *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with Image.open(tmp_path / "samples" / "epoch_00.png") as grid:
+        assert grid.mode == "L"
