@@ -220,8 +220,10 @@ class DCGAN(object):
                 for idx, batch in feed_batches(images, self.batch_size, self.data_seed, epoch,
                                                start_batch if epoch == start_epoch else 0):
                     step += 1
-                    errD, errG = self.train_step(d_optim, g_optim, batch, step,
-                                                 step % config.summary_freq == 0)
+                    batch_z = self.rng.uniform(-1, 1, [self.batch_size, self.z_dim])
+                    errD, errG = self.train_step(
+                        d_optim, g_optim, batch, batch_z,
+                        step if step % config.summary_freq == 0 else None)
                     rate = (step - start_step) * self.batch_size / (time.time() - started)
                     eta = (total_steps - step) * self.batch_size / rate
                     print("Epoch [%2d] [%4d/%4d] time: %4.4f, d_loss: %.8f, g_loss: %.8f, "
@@ -254,14 +256,15 @@ class DCGAN(object):
                     .minimize(self.g_loss, var_list=self.g_vars)
         return d_optim, g_optim
 
-    def train_step(self, d_optim, g_optim, batch_images, step, with_summaries):
-        """One D update, then two G updates on the same noise; returns (d_loss, g_loss).
+    def train_step(self, d_optim, g_optim, batch_images, batch_z, summary_step=None):
+        """One D update, then two G updates on the same noise; returns (d_loss, g_loss) (Part 4).
 
         The losses come from the same `sess.run` calls that train (no extra forward pass); the
-        printed g_loss is the one of the second G update.
+        printed g_loss is the one of the second G update. With a `summary_step`, the same runs
+        also fetch the summaries and write them at that step.
         """
-        batch_z = self.rng.uniform(-1, 1, [self.batch_size, self.z_dim]).astype(np.float32)
         feed = {self.images: batch_images, self.z: batch_z, self.is_training: True}
+        with_summaries = summary_step is not None
         fetch_d = [d_optim, self.d_loss] + ([self.d_sum] if with_summaries else [])
         fetch_g = [g_optim, self.g_loss] + ([self.g_sum] if with_summaries else [])
         results = [self.sess.run(fetch_d, feed)]
@@ -270,7 +273,7 @@ class DCGAN(object):
         results += [self.sess.run(fetch_g, feed) for _ in range(2)]
         if with_summaries:
             for result in (results[0], results[-1]):
-                self.writer.add_summary(result[2], step)
+                self.writer.add_summary(result[2], summary_step)
         return results[0][1], results[-1][1]
 
     def sample(self, sample_z, sample_images, sample_dir, name):
