@@ -23,7 +23,7 @@ import tensorflow.compat.v1 as tf
 
 from gantut_datafuncs import (batch_norm, conv2d, conv2d_transpose, dataset_files,  # noqa: F401
                               feed_batches, format_seconds, linear, load_dataset, lrelu)
-from gantut_imgfuncs import grid_shape, save_images, transform
+from gantut_imgfuncs import grid_shape, save_gif, save_images, transform
 
 # dataset_files is re-exported: the post defined it in this module.
 __all__ = ["DCGAN", "dataset_files", "valid_image_size"]
@@ -240,6 +240,8 @@ class DCGAN(object):
                               "command again to resume." % (step, config.checkpoint_dir))
                         return
                 self.sample(sample_z, sample_images, config.sample_dir, "epoch_%02d.png" % epoch)
+                if config.progress_gif:
+                    write_progress_gif(config.sample_dir, epoch + 1)
                 self.save(config.checkpoint_dir, step, (step, epoch + 1, 0))
         self.writer.flush()
 
@@ -289,6 +291,61 @@ class DCGAN(object):
         print("[Sample] d_loss: %.8f, g_loss: %.8f, grid: %s" % (d_loss, g_loss, path))
 
     # ------------------------------------------------------------------------------------------
+    # Using the trained model
+    # ------------------------------------------------------------------------------------------
+
+    def generate(self, z):
+        """G(z) in [-1, 1], batch norm in inference mode, as the training grids (Part 5)."""
+        return self.sess.run(self.G, {self.z: z, self.is_training: False})
+
+    def build_completion(self):
+        """The in-painting losses of Part 1 (after B. Amos's "deep completion"), built once.
+
+        `mask` is 1 where a pixel is known, 0 where it is missing. Per image:
+        contextual loss = L1 distance between G(z) and the image on the known pixels;
+        perceptual loss = the generator loss (how fake D finds G(z); `g_loss` is its batch mean);
+        complete loss = contextual + lam * perceptual, and its gradient with respect to z.
+        Everything runs in inference mode, so the images of a batch do not affect each other.
+        """
+        if hasattr(self, "complete_loss"):
+            return
+        with tf.name_scope("completion"):
+            self.mask = tf.placeholder(tf.float32, self.images.shape, name="mask")
+            self.contextual_loss = tf.reduce_sum(
+                tf.abs(self.mask * self.G - self.mask * self.images), axis=[1, 2, 3])
+            self.perceptual_loss = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(
+                logits=self.D_logits_, labels=tf.ones_like(self.D_logits_)), axis=1)
+            self.complete_loss = self.contextual_loss + self.lam * self.perceptual_loss
+            self.grad_complete_loss = tf.gradients(self.complete_loss, self.z)[0]
+
+    def complete(self, images, mask, n_iter=1000, lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8,
+                 seed=None, report=None):
+        """Fill the pixels where `mask` is 0 in `images` ([-1, 1]) with what G knows (Part 1).
+
+        Adam steps on z (not on the weights), z clipped to [-1, 1] after each step, as in
+        B. Amos's method. `report(i, G(z))` is called every 50 iterations and at the end.
+        Returns (G(z), contextual loss per image and iteration: n_iter + 1 rows).
+        """
+        self.build_completion()
+        z = np.random.default_rng(seed).uniform(-1, 1, [len(images), self.z_dim])
+        feed = {self.images: images, self.mask: np.broadcast_to(mask, images.shape),
+                self.is_training: False}
+        m, v, history = 0.0, 0.0, []
+        for i in range(n_iter + 1):
+            feed[self.z] = z
+            contextual, generated, grad = self.sess.run(
+                [self.contextual_loss, self.G, self.grad_complete_loss], feed)
+            history.append(contextual)
+            if report is not None and (i % 50 == 0 or i == n_iter):
+                report(i, generated)
+            if i == n_iter:
+                return generated, np.array(history)
+            m = beta1 * m + (1 - beta1) * grad
+            v = beta2 * v + (1 - beta2) * grad ** 2
+            step = lr * (m / (1 - beta1 ** (i + 1))) / (np.sqrt(v / (1 - beta2 ** (i + 1))) + eps)
+            z = np.clip(z - step, -1, 1)
+
+    # ------------------------------------------------------------------------------------------
     # Checkpoints
     # ------------------------------------------------------------------------------------------
 
@@ -317,6 +374,14 @@ class DCGAN(object):
                              "use those, or a new --checkpoint_dir."
                              % (path, str(err).splitlines()[0]))
         return True
+
+
+def write_progress_gif(sample_dir, epochs):
+    """Animate the end-of-epoch grids epoch_00.png ... into sample_dir/progress.gif (Part 5)."""
+    paths = [os.path.join(sample_dir, "epoch_%02d.png" % e) for e in range(epochs)]
+    present = [(p, "epoch %d" % e) for e, p in enumerate(paths) if os.path.exists(p)]
+    save_gif([p for p, _ in present], [label for _, label in present],
+             os.path.join(sample_dir, "progress.gif"))
 
 
 def sigmoid_loss(logits, label, name):

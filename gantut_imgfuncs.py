@@ -12,7 +12,7 @@ import contextlib
 import os
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 # Pillow modes for the two channel counts the model supports.
 MODE_FOR_CHANNELS = {1: "L", 3: "RGB"}
@@ -148,3 +148,29 @@ def grid_shape(n_images):
 def save_images(images, size, image_path):
     """Write a batch of generator outputs in [-1, 1] as one grid image (Part 3)."""
     return imsave(inverse_transform(images), size, image_path)
+
+
+def label_image(img, text):
+    """Draw `text` in a dark box at the top-left of a Pillow image, in place (Part 5 helper)."""
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default(size=max(10, img.height // 24))
+    _, _, right, bottom = draw.textbbox((4, 2), text, font=font)
+    draw.rectangle((0, 0, right + 4, bottom + 4), fill=(0, 0, 0))
+    draw.text((4, 2), text, fill=(255, 255, 255), font=font)
+    return img
+
+
+def save_gif(paths, labels, gif_path, frame_ms=500):
+    """Write the image files `paths` as an animated GIF, each frame labelled (Part 5).
+
+    Part 5 shows the samples at the end of each epoch as such a GIF. The last frame is held
+    longer, so the final result can be looked at.
+    """
+    frames = []
+    for path, label in zip(paths, labels):
+        with Image.open(path) as img:
+            frames.append(label_image(img.convert("RGB"), label))
+    durations = [frame_ms] * (len(frames) - 1) + [frame_ms * 4]
+    with atomic_path(gif_path) as tmp:
+        frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=durations, loop=0)
+    return gif_path

@@ -6,20 +6,31 @@ TensorFlow").
     ./gantut_trainer.py --dataset demo --epoch 5        # built-in cartoon faces, no download
     tensorboard --logdir logs
 
+and use the trained model (Parts 1 and 5):
+
+    ./gantut_trainer.py --train=False [--interpolate]   # sample grids from the checkpoint
+    ./gantut_trainer.py --complete --imgs 'aligned/*.png' --mask center   # fill in missing parts
+    ./gantut_trainer.py --turing_quiz quiz.html         # the "Real or Fake?" page
+
 Every setting is a flag defined below, with its default and help (`--helpfull` lists them all).
 Outputs: `logs/` (TensorBoard events and graph), `checkpoint/` (weights, training position and the
 image cache), `samples/` (sample grids). Running the same command again resumes where the last run
 stopped; Ctrl-C saves a checkpoint first.
 """
+import json
 import os
 import sys
 
+import numpy as np
 import tensorflow.compat.v1 as tf
 from absl import app
 from tensorflow.core.protobuf import rewriter_config_pb2
 
+from gantut_complete import CompletionError, complete_images
 from gantut_datafuncs import DatasetError, load_dataset
 from gantut_gan import DCGAN, valid_image_size
+from gantut_imgfuncs import atomic_path, grid_shape, inverse_transform, save_images, to_uint8
+from gantut_quiz import write_quiz
 
 ALL_CORES = len(os.sched_getaffinity(0))
 
@@ -56,13 +67,38 @@ flags.DEFINE_integer("seed", None, "Random seed for weights, noise and data orde
 flags.DEFINE_boolean("bf16", False,
                      "Let oneDNN run the graph in bfloat16 mixed precision: faster on CPUs with "
                      "AVX512-BF16 or AMX; sample quality not yet compared with float32 [False]")
+flags.DEFINE_boolean("progress_gif", True,
+                     "Animate the end-of-epoch grids into sample_dir/progress.gif [True]")
+# Using the trained model (Parts 1 and 5).
+flags.DEFINE_boolean("train", True, "Train; --train=False generates from the checkpoint [True]")
+flags.DEFINE_integer("n_samples", 64, "Images --train=False generates [64]")
+flags.DEFINE_boolean("save_single", False, "With --train=False, also one PNG per image [False]")
+flags.DEFINE_boolean("interpolate", False,
+                     "With --train=False, a grid whose rows walk between random z [False]")
+flags.DEFINE_string("out_dir", "generated", "Folder for --train=False output [generated]")
+flags.DEFINE_boolean("complete", False,
+                     "Complete (in-paint) the images of --imgs under --mask (Part 1) [False]")
+flags.DEFINE_string("imgs", "aligned/*.png", "Images to complete, a glob [aligned/*.png]")
+flags.DEFINE_string("mask", "center",
+                    "Missing region: center, left, random, grid, or a mask image PATH.png "
+                    "(white = known, black = missing) [center]")
+flags.DEFINE_float("lam", 0.1, "Weight of the perceptual loss in completion [0.1]")
+flags.DEFINE_integer("nIter", 1000, "Gradient steps on z for completion [1000]")
+flags.DEFINE_string("outDir", "completions", "Folder for completion output [completions]")
+flags.DEFINE_string("turing_quiz", None,
+                    "Write the 'Real or Fake?' quiz page (8 real faces from --dataset, 8 "
+                    "generated) to this HTML file [off]")
 FLAGS = flags.FLAGS
+
+# The flags that fix the model's variables; recorded beside the checkpoints.
+MODEL_SHAPE_FLAGS = ("image_size", "c_dim", "z_dim", "gf_dim", "df_dim")
 
 # Flags that make no sense are refused at start, naming the flag (absl prints the message).
 for name, at_least in (("epoch", 1), ("batch_size", 1), ("train_size", 1), ("c_dim", 1),
                        ("z_dim", 1), ("gf_dim", 1), ("df_dim", 1), ("demo_images", 1),
                        ("sample_freq", 1), ("ckpt_freq", 1), ("summary_freq", 1),
-                       ("max_to_keep", 0), ("threads", 1)):
+                       ("max_to_keep", 0), ("threads", 1), ("n_samples", 1), ("nIter", 0),
+                       ("lam", 0)):
     flags.register_validator(name, lambda value, least=at_least: value >= least,
                              message="--%s must be at least %s" % (name, at_least))
 flags.register_validator("image_size", valid_image_size,
@@ -96,40 +132,134 @@ def dataset_folder():
                              seed=0 if FLAGS.seed is None else FLAGS.seed)
 
 
-def load_images():
-    """Decode (or load the cache of) the training images; stop with a clear message (Part 5).
+def load_images(shape, at_least, purpose):
+    """Decode (or load the cache of) the dataset's images; stop with a clear message (Part 5).
 
     Runs before any graph is built, so a bad dataset costs seconds, not a model build.
     """
     folder = dataset_folder()
     try:
-        images = load_dataset(folder, FLAGS.image_size, FLAGS.c_dim, FLAGS.is_crop,
+        images = load_dataset(folder, shape["image_size"], shape["c_dim"], FLAGS.is_crop,
                               FLAGS.train_size, cache_dir=FLAGS.checkpoint_dir,
                               workers=FLAGS.threads)
     except DatasetError as err:
         sys.exit("error: %s" % err)
-    if len(images) < FLAGS.batch_size:
-        sys.exit("error: dataset folder %s has %d usable image(s), fewer than --batch_size %d. "
-                 "Add images to it, or lower --batch_size." % (folder, len(images),
-                                                                FLAGS.batch_size))
-    print(" [*] %d training images from %s" % (len(images), folder))
+    if len(images) < at_least:
+        sys.exit("error: dataset folder %s has %d usable image(s), fewer than %s. Add images "
+                 "to it%s." % (folder, len(images), purpose,
+                               ", or lower --batch_size" if FLAGS.train else ""))
+    print(" [*] %d images from %s" % (len(images), folder))
     return images
 
 
-def main(_):
+def flag_shape():
+    """The model shape the flags ask for."""
+    return {name: FLAGS[name].value for name in MODEL_SHAPE_FLAGS}
+
+
+def model_shape_path():
+    return os.path.join(FLAGS.checkpoint_dir, "model.json")
+
+
+def record_model_shape():
+    """Note the model's shape beside its checkpoints; refuse flags that do not fit them (Part 5).
+
+    A later --train=False, --complete or --turing_quiz then needs no size flags repeated.
+    """
+    shape, path = flag_shape(), model_shape_path()
+    if os.path.exists(path) and tf.train.latest_checkpoint(FLAGS.checkpoint_dir):
+        with open(path) as saved_file:
+            saved = json.load(saved_file)
+        if saved != shape:
+            sys.exit("error: %s holds a model with %s, but this run asks for %s. Use the same "
+                     "flags, or a new --checkpoint_dir." % (FLAGS.checkpoint_dir,
+                                                            describe(saved), describe(shape)))
+    with atomic_path(path) as tmp, open(tmp, "w") as out:
+        json.dump(shape, out)
+
+
+def describe(shape):
+    return " ".join("--%s %s" % item for item in sorted(shape.items()))
+
+
+def saved_model_shape():
+    """The shape recorded with the checkpoints, or the flags' if none was recorded."""
+    if not os.path.exists(model_shape_path()):
+        return flag_shape()
+    with open(model_shape_path()) as saved_file:
+        return json.load(saved_file)
+
+
+def train():
     """Create the output folders, open a Session, build the DCGAN and train it (Part 5)."""
     for folder in (FLAGS.checkpoint_dir, FLAGS.sample_dir, FLAGS.logs_dir):
         os.makedirs(folder, exist_ok=True)
-    images = load_images()
+    shape = flag_shape()
+    images = load_images(shape, FLAGS.batch_size, "--batch_size %d" % FLAGS.batch_size)
+    record_model_shape()
     with tf.Graph().as_default(), \
             tf.Session(config=session_config(FLAGS.threads, FLAGS.bf16)) as sess:
         if FLAGS.seed is not None:
             tf.set_random_seed(FLAGS.seed)
-        dcgan = DCGAN(sess, image_size=FLAGS.image_size, batch_size=FLAGS.batch_size,
-                      is_crop=FLAGS.is_crop, c_dim=FLAGS.c_dim, z_dim=FLAGS.z_dim,
-                      gf_dim=FLAGS.gf_dim, df_dim=FLAGS.df_dim,
-                      checkpoint_dir=FLAGS.checkpoint_dir)
+        dcgan = DCGAN(sess, batch_size=FLAGS.batch_size, is_crop=FLAGS.is_crop,
+                      checkpoint_dir=FLAGS.checkpoint_dir, **shape)
         dcgan.train(FLAGS, images)
+
+
+def use_trained_model():
+    """Load the newest checkpoint and generate, complete or write the quiz (Parts 1 and 5)."""
+    shape = saved_model_shape()
+    real = load_images(shape, 8, "the quiz's 8") if FLAGS.turing_quiz else None
+    with tf.Graph().as_default(), \
+            tf.Session(config=session_config(FLAGS.threads, FLAGS.bf16)) as sess:
+        dcgan = DCGAN(sess, batch_size=FLAGS.batch_size, lam=FLAGS.lam,
+                      checkpoint_dir=FLAGS.checkpoint_dir, **shape)
+        sess.run(tf.global_variables_initializer())
+        if not dcgan.load(FLAGS.checkpoint_dir):
+            sys.exit("error: no checkpoint in %s (looked for %s). Train first with "
+                     "./gantut_trainer.py --dataset ..., or point --checkpoint_dir at the "
+                     "checkpoint folder of a training run."
+                     % (FLAGS.checkpoint_dir, os.path.join(FLAGS.checkpoint_dir, "checkpoint")))
+        rng = np.random.default_rng(FLAGS.seed)
+        if FLAGS.complete:
+            try:
+                complete_images(dcgan, FLAGS)
+            except CompletionError as err:
+                sys.exit("error: %s" % err)
+        elif FLAGS.turing_quiz:
+            fake = dcgan.generate(rng.uniform(-1, 1, [8, dcgan.z_dim]))
+            real = real[np.sort(rng.choice(len(real), 8, replace=False))]
+            write_quiz(FLAGS.turing_quiz, real, to_uint8(inverse_transform(fake)), FLAGS.seed)
+            print(" [*] wrote the quiz to %s" % FLAGS.turing_quiz)
+        else:
+            write_samples(dcgan, rng)
+
+
+def write_samples(dcgan, rng):
+    """--train=False: a grid of --n_samples images (or a latent walk), optionally one file each."""
+    rows, cols = grid_shape(FLAGS.n_samples)
+    if FLAGS.interpolate:
+        # Each row walks in a straight line from one random z to another.
+        ends = rng.uniform(-1, 1, [2, rows, 1, dcgan.z_dim])
+        steps = np.linspace(0, 1, cols)[None, :, None]
+        z = ((1 - steps) * ends[0] + steps * ends[1]).reshape(rows * cols, dcgan.z_dim)
+    else:
+        z = rng.uniform(-1, 1, [FLAGS.n_samples, dcgan.z_dim])
+    images = dcgan.generate(z)
+    os.makedirs(FLAGS.out_dir, exist_ok=True)
+    name = "interpolation.png" if FLAGS.interpolate else "samples.png"
+    print(" [*] wrote %s" % save_images(images, (rows, cols), os.path.join(FLAGS.out_dir, name)))
+    if FLAGS.save_single:
+        for i, image in enumerate(images):
+            save_images(image[None], (1, 1), os.path.join(FLAGS.out_dir, "sample_%04d.png" % i))
+        print(" [*] and %d single images in %s" % (len(images), FLAGS.out_dir))
+
+
+def main(_):
+    if FLAGS.complete or FLAGS.turing_quiz or not FLAGS.train:
+        use_trained_model()
+    else:
+        train()
 
 
 if __name__ == "__main__":

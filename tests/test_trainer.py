@@ -50,8 +50,8 @@ def test_sample_grids_every_sample_freq_steps_and_each_epoch(trained):
     work, _ = trained
     names = sorted(os.listdir(work / "samples"))
     # steps 4, 8 and 12 fall on epoch 0 batch 3, epoch 1 batches 1 and 5
-    assert names == ["epoch_00.png", "epoch_01.png", "real_samples.png", "train_00-0003.png",
-                     "train_01-0001.png", "train_01-0005.png"]
+    assert names == ["epoch_00.png", "epoch_01.png", "progress.gif", "real_samples.png",
+                     "train_00-0003.png", "train_01-0001.png", "train_01-0005.png"]
     with Image.open(work / "samples" / "train_00-0003.png") as grid:
         assert grid.size == (8 * 16, 8 * 16)  # an 8x8 grid of 16x16 samples
 
@@ -175,7 +175,7 @@ def test_bad_files_are_skipped_and_odd_modes_and_sizes_train_with_is_crop(tmp_pa
                          *TINY)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 unreadable image(s)" in result.stderr
-    assert "10 training images" in result.stdout
+    assert "10 images from" in result.stdout
     assert progress(result.stdout) == [(0, 0), (0, 1)]
 
 

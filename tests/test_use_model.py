@@ -1,0 +1,177 @@
+"""Parts 1 and 5: using the trained model (generation, latent walk, progress GIF, completion,
+the "Real or Fake?" quiz), on a tiny real checkpoint."""
+import csv
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow.compat.v1 as tf
+from PIL import Image
+
+from conftest import TINY, run_trainer, write_images
+from gantut_complete import CompletionError, make_mask, read_images
+from gantut_gan import DCGAN
+from gantut_quiz import write_quiz
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A 16x16 model trained for 3 short epochs; its folder."""
+    work = tmp_path_factory.mktemp("use")
+    write_images(str(work / "faces"), 16, 16)
+    result = run_trainer(str(work), "--dataset", "faces", "--epoch", "3", *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return work
+
+
+def pixels(path):
+    with Image.open(path) as img:
+        return np.asarray(img).astype(int)
+
+
+def test_progress_gif_has_one_labelled_frame_per_epoch(trained):
+    with Image.open(trained / "samples" / "progress.gif") as gif:
+        assert gif.n_frames == 3
+        assert gif.size == (8 * 16, 8 * 16)
+
+
+def test_generation_is_repeatable_under_a_seed_and_differs_across_seeds(trained):
+    grids = {}
+    for name, seed in (("a", "5"), ("b", "5"), ("c", "6")):
+        result = run_trainer(str(trained), "--train=False", "--seed", seed, "--n_samples", "16",
+                             "--out_dir", "gen_" + name, "--save_single")
+        assert result.returncode == 0, result.stderr[-3000:]
+        grids[name] = pixels(trained / ("gen_" + name) / "samples.png")
+        singles = sorted(os.listdir(trained / ("gen_" + name)))
+        assert singles.count("samples.png") == 1 and len(singles) == 17
+    assert grids["a"].shape == (4 * 16, 4 * 16, 3)  # size flags come from model.json
+    assert np.array_equal(grids["a"], grids["b"])
+    assert not np.array_equal(grids["a"], grids["c"])
+
+
+def test_interpolation_rows_change_smoothly(trained):
+    result = run_trainer(str(trained), "--train=False", "--interpolate", "--seed", "1",
+                         "--out_dir", "walk")
+    assert result.returncode == 0, result.stderr[-3000:]
+    grid = pixels(trained / "walk" / "interpolation.png").reshape(8, 16, 8, 16, 3)
+    neighbours = np.abs(np.diff(grid, axis=2)).mean()
+    ends = np.abs(grid[:, :, -1] - grid[:, :, 0]).mean()
+    assert neighbours < ends / 3
+
+
+def test_no_checkpoint_says_where_it_looked(tmp_path):
+    result = run_trainer(str(tmp_path), "--train=False", "--checkpoint_dir", "nowhere")
+    assert result.returncode != 0
+    assert "no checkpoint in nowhere" in result.stderr
+
+
+@pytest.mark.parametrize("kind,missing", [("center", 0.25), ("left", 0.5), ("random", 0.2),
+                                          ("grid", 15 / 16)])
+def test_mask_types_hide_the_documented_share(kind, missing):
+    mask = make_mask(kind, 64, seed=0)
+    assert mask.shape == (64, 64, 1) and set(np.unique(mask)) == {0.0, 1.0}
+    assert abs((1 - mask.mean()) - missing) < 0.02
+
+
+def test_mask_image_must_match_the_model_size(tmp_path):
+    Image.new("L", (16, 16), 255).save(tmp_path / "ok.png")
+    Image.new("L", (20, 16), 255).save(tmp_path / "big.png")
+    assert make_mask(str(tmp_path / "ok.png"), 16).min() == 1
+    with pytest.raises(CompletionError, match="big.png is 20x16"):
+        make_mask(str(tmp_path / "big.png"), 16)
+    with pytest.raises(CompletionError, match="neither"):
+        make_mask(str(tmp_path / "absent.png"), 16)
+
+
+def test_images_of_another_size_are_refused(tmp_path):
+    write_images(str(tmp_path), 2, 24)
+    with pytest.raises(CompletionError, match="24x24.*trained on 16x16"):
+        read_images(str(tmp_path / "*.png"), 16, 3, False, 64)
+    _, images = read_images(str(tmp_path / "*.png"), 16, 3, True, 64)
+    assert images.shape == (2, 16, 16, 3)
+
+
+@pytest.mark.parametrize("kind", ["center", "left", "random", "grid"])
+def test_completion_lowers_the_contextual_loss(sess, kind):
+    tf.set_random_seed(1)
+    dcgan = DCGAN(sess, image_size=16, batch_size=4, z_dim=8, gf_dim=4, df_dim=4)
+    sess.run(tf.global_variables_initializer())
+    # Targets the generator can reach: its own outputs for some hidden z.
+    images = dcgan.generate(np.random.default_rng(0).uniform(-1, 1, [4, 8]))
+    mask = make_mask(kind, 16, seed=0)
+    generated, history = dcgan.complete(images, mask, n_iter=60, seed=1)
+    assert history.shape == (61, 4)
+    assert np.all(history[-1] < history[0] * 0.8)
+
+
+def test_completion_command_writes_grids_and_keeps_known_pixels(trained):
+    faces = str(trained / "faces" / "*.png")
+    result = run_trainer(str(trained), "--complete", "--imgs", faces, "--mask", "left",
+                         "--nIter", "60", "--seed", "0", "--outDir", "done")
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = trained / "done"
+    names = set(os.listdir(out))
+    assert {"before.png", "masked.png", "contextual_loss.csv"} <= names
+    assert {"generated_%04d.png" % i for i in (0, 50, 60)} <= names
+    before, blended = pixels(out / "before.png"), pixels(out / "blended_0060.png")
+    known = np.tile(make_mask("left", 16)[:, :, 0], (4, 4)).astype(bool)
+    assert np.abs(before[known] - blended[known]).max() <= 1  # rounding only
+    assert np.abs(before[~known] - blended[~known]).mean() > 1  # the hole was filled in
+    with open(out / "contextual_loss.csv") as table:
+        rows = list(csv.DictReader(table))
+    assert len(rows) == 16
+    assert all(float(r["contextual_loss_after"]) <= float(r["contextual_loss_before"])
+               for r in rows)
+
+
+def test_quiz_command_writes_a_page_with_sixteen_faces(trained):
+    result = run_trainer(str(trained), "--turing_quiz", "quiz.html", "--dataset", "faces",
+                         "--seed", "4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    page = (trained / "quiz.html").read_text()
+    assert page.count("data:image/png;base64,") == 16
+    assert "http" not in page  # self-contained: works offline
+
+
+def chromium():
+    """A real headless Chromium driven by Selenium, or a skip/fail saying what to install."""
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        message = "needs Debian's chromium and chromium-driver (.ci/run installs them)"
+        pytest.fail(message) if os.environ.get("CI") else pytest.skip(message)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync"):
+        options.add_argument(arg)
+    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+
+
+@pytest.mark.parametrize("right_answers", [16, 5])
+def test_quiz_page_scores_the_clicked_answers(tmp_path, right_answers):
+    from selenium.webdriver.common.by import By
+    rng = np.random.default_rng(0)
+    real = rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+    fake = rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+    key = write_quiz(str(tmp_path / "quiz.html"), real, fake, seed=3)
+    assert sorted(key) == ["fake"] * 8 + ["real"] * 8
+    driver = chromium()
+    try:
+        driver.get((tmp_path / "quiz.html").as_uri())
+        assert len(driver.find_elements(By.CSS_SELECTOR, ".face img")) == 16
+        for i, truth in enumerate(key):
+            wrong = "fake" if truth == "real" else "real"
+            answer = truth if i < right_answers else wrong
+            driver.find_element(By.CSS_SELECTOR,
+                                'input[name="face%d"][value="%s"]' % (i, answer)).click()
+        driver.find_element(By.ID, "submit").click()
+        score = driver.find_element(By.ID, "score").text
+        assert score == "You got %d of 16 right (%d%%)." % (right_answers,
+                                                            round(100 * right_answers / 16))
+        assert len(driver.find_elements(By.CSS_SELECTOR, ".face.right")) == right_answers
+        assert "Turing test" in driver.find_element(By.ID, "result").text
+    finally:
+        driver.quit()
