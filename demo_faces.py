@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from PIL.PngImagePlugin import PngInfo
 
-from gantut_imgfuncs import atomic_path
+from gantut_utils import atomic_path
 
 # Bump whenever a change to the drawing changes the pixels, so that stored datasets are redrawn.
 DRAWING_VERSION = 1

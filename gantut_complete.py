@@ -17,7 +17,8 @@ import os
 
 import numpy as np
 
-from gantut_imgfuncs import atomic_path, get_image, grid_shape, open_image, save_images
+from gantut_imgfuncs import get_image, grid_shape, open_image, save_images
+from gantut_utils import atomic_path
 
 MASK_TYPES = ("center", "left", "random", "grid")
 

@@ -23,7 +23,8 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 from PIL import Image
 
-from gantut_imgfuncs import atomic_path, center_crop, open_image, transform
+from gantut_imgfuncs import center_crop, open_image, transform
+from gantut_utils import atomic_path, report_progress
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 # Bump when the decoding changes, so old caches are rebuilt rather than trusted.
@@ -131,8 +132,15 @@ def dataset_files(root):
     sub-folders, so its own commands found no images. Hidden files (names starting with a dot:
     our temp files, macOS `._` metadata) are left out.
     """
-    found = []
-    for folder, subfolders, names in os.walk(root):
+    found, seen = [], set()
+    # Symlinked folders are followed (datasets often live elsewhere), each real folder once,
+    # so a link loop cannot trap the walk.
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        stat = os.stat(folder)
+        if (stat.st_dev, stat.st_ino) in seen:
+            subfolders[:] = []
+            continue
+        seen.add((stat.st_dev, stat.st_ino))
         subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
         found.extend(os.path.join(folder, name) for name in sorted(names)
                      if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS))
@@ -164,29 +172,13 @@ def dataset_fingerprint(files, image_size, c_dim, is_crop):
     """
     digest = hashlib.sha1(json.dumps([CACHE_VERSION, image_size, c_dim, is_crop]).encode())
     for path in files:
-        stat = os.stat(path)
-        digest.update(("%s\0%d\0%d\n" % (path, stat.st_size, stat.st_mtime_ns)).encode())
+        try:
+            stat = os.stat(path)
+            size, mtime = stat.st_size, stat.st_mtime_ns
+        except OSError:  # a broken link: it is reported as unreadable when decoded
+            size, mtime = -1, -1
+        digest.update(os.fsencode(path) + (b"\0%d\0%d\n" % (size, mtime)))
     return digest.hexdigest()[:16]
-
-
-def report_progress(label, done, total, started, out=sys.stderr):
-    """Print a `label: done/total, rate/s, ETA` line (project helper).
-
-    Whole lines rather than a refreshed one: they read well in a cluster job's log file too.
-    """
-    rate = done / max(time.time() - started, 1e-9)
-    eta = (total - done) / rate if rate > 0 else float("inf")
-    print("%s: %d/%d, %.0f/s, ETA %s" % (label, done, total, rate, format_seconds(eta)),
-          file=out, flush=True)
-
-
-def format_seconds(seconds):
-    """`1h02m03s`-style duration for progress lines (project helper)."""
-    if not np.isfinite(seconds):
-        return "?"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return "%dh%02dm%02ds" % (hours, minutes, secs) if hours else "%dm%02ds" % (minutes, secs)
 
 
 def decode_to_cache(files, cache_path, image_size, c_dim, is_crop, workers):

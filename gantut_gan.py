@@ -13,6 +13,7 @@ The layer count follows `image_size`: G starts at 4x4 and doubles up to the imag
 the image down to 4x4. Channel widths are multiples of `gf_dim`/`df_dim`: 8, 4, 2, 1 for 64x64
 images, as in the post, capped at 8 for bigger images.
 """
+import glob
 import os
 import signal
 import sys
@@ -22,8 +23,9 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from gantut_datafuncs import (batch_norm, conv2d, conv2d_transpose, dataset_files,  # noqa: F401
-                              feed_batches, format_seconds, linear, load_dataset, lrelu)
+                              feed_batches, linear, load_dataset, lrelu)
 from gantut_imgfuncs import grid_shape, save_gif, save_images, transform
+from gantut_utils import format_seconds
 
 # dataset_files is re-exported: the post defined it in this module.
 __all__ = ["DCGAN", "dataset_files", "valid_image_size"]
@@ -224,6 +226,7 @@ class DCGAN(object):
                     errD, errG = self.train_step(
                         d_optim, g_optim, batch, batch_z,
                         step if step % config.summary_freq == 0 else None)
+                    check_finite(step, epoch, idx, config, d_loss=errD, g_loss=errG)
                     rate = (step - start_step) * self.batch_size / (time.time() - started)
                     eta = (total_steps - step) * self.batch_size / rate
                     print("Epoch [%2d] [%4d/%4d] time: %4.4f, d_loss: %.8f, g_loss: %.8f, "
@@ -287,7 +290,12 @@ class DCGAN(object):
         samples, d_loss, g_loss = self.sess.run(
             [self.G, self.d_loss, self.g_loss],
             {self.z: sample_z, self.images: sample_images, self.is_training: False})
-        path = save_images(samples, grid_shape(len(samples)), os.path.join(sample_dir, name))
+        try:
+            path = save_images(samples, grid_shape(len(samples)), os.path.join(sample_dir, name))
+        except OSError as err:
+            raise TrainingError("could not write the sample grid %s to %s (%s). Free space there, "
+                                "or use another --sample_dir; a rerun resumes from the newest "
+                                "checkpoint." % (name, sample_dir, first_line(err)))
         print("[Sample] d_loss: %.8f, g_loss: %.8f, grid: %s" % (d_loss, g_loss, path))
 
     # ------------------------------------------------------------------------------------------
@@ -353,27 +361,79 @@ class DCGAN(object):
         """Save weights, sample noise and (step, epoch, batch) `position` to `checkpoint_dir` (Part 4)."""
         if position is not None:
             self.sess.run(self.set_counters, {self.new_counters: list(position) + [self.data_seed]})
-        os.makedirs(checkpoint_dir, exist_ok=True)
-        self.saver.save(self.sess, os.path.join(checkpoint_dir, self.model_name),
-                        global_step=step)
+        try:
+            os.makedirs(checkpoint_dir, exist_ok=True)
+            self.saver.save(self.sess, os.path.join(checkpoint_dir, self.model_name),
+                            global_step=step)
+        except (OSError, tf.errors.OpError) as err:
+            raise TrainingError(
+                "could not write the step %d checkpoint to %s (%s). Free space there, or use "
+                "another --checkpoint_dir; the complete checkpoints already there are kept, and "
+                "a rerun resumes from the newest." % (step, checkpoint_dir, first_line(err)))
 
     def load(self, checkpoint_dir):
-        """Restore the newest checkpoint in `checkpoint_dir`; return whether one was found (Part 4).
+        """Restore the newest complete checkpoint in `checkpoint_dir`; return whether one was
+        found (Part 4).
 
-        A checkpoint of another model shape stops with a message naming the folder.
+        A checkpoint whose files are missing or truncated is reported by name and the one before
+        it is used. A checkpoint of another model shape stops with a message naming it.
         """
         print(" [*] Reading checkpoints from %s" % checkpoint_dir)
-        path = tf.train.latest_checkpoint(checkpoint_dir) if checkpoint_dir else None
-        if path is None:
-            return False
-        try:
-            self.saver.restore(self.sess, path)
-        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as err:
-            raise SystemExit("error: checkpoint %s does not fit this model (%s). It was trained "
-                             "with other settings (image_size, c_dim, z_dim, gf_dim, df_dim); "
-                             "use those, or a new --checkpoint_dir."
-                             % (path, str(err).splitlines()[0]))
-        return True
+        paths = checkpoint_paths(checkpoint_dir, self.model_name) if checkpoint_dir else []
+        for path in paths:
+            try:
+                if not glob.glob(path + ".data-*"):
+                    raise tf.errors.DataLossError(None, None, "its .data file is missing")
+                self.saver.restore(self.sess, path)
+            except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as err:
+                print(" [!] checkpoint %s is damaged (%s); trying the one before it"
+                      % (path, first_line(err)), file=sys.stderr)
+                continue
+            except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as err:
+                raise SystemExit("error: checkpoint %s does not fit this model (%s). It was "
+                                 "trained with other settings (image_size, c_dim, z_dim, gf_dim, "
+                                 "df_dim); use those, or a new --checkpoint_dir."
+                                 % (path, first_line(err)))
+            # Let the Saver's max_to_keep also retire the checkpoints of earlier runs.
+            self.saver.recover_last_checkpoints(paths[::-1])
+            print(" [*] Restored %s" % path)
+            return True
+        return False
+
+
+def checkpoint_paths(checkpoint_dir, model_name):
+    """Checkpoint prefixes (`.../DCGAN.model-STEP`) with an index file, newest first (Part 4).
+
+    Found by their files rather than TF's `checkpoint` list, so a lost or stale list is no
+    problem.
+    """
+    prefixes = [path[:-len(".index")]
+                for path in glob.glob(os.path.join(checkpoint_dir, model_name + "-*.index"))]
+    return sorted(prefixes, key=lambda prefix: int(prefix.rsplit("-", 1)[1]), reverse=True)
+
+
+class TrainingError(Exception):
+    """Training cannot go on; the message says why, what is kept and what to do."""
+
+
+def check_finite(step, epoch, batch, config, **losses):
+    """Stop at the first NaN or infinite loss, naming the step and the loss (project addition).
+
+    Nothing is saved after it, so the newest checkpoint holds the last good weights.
+    """
+    for name, value in losses.items():
+        if not np.isfinite(value):
+            raise TrainingError(
+                "%s became %s at step %d (epoch %d, batch %d). Nothing was saved after it: the "
+                "newest checkpoint in %s holds the last good weights, and a rerun resumes from "
+                "it. Try a lower --learning_rate (now %g)."
+                % (name, value, step, epoch, batch, config.checkpoint_dir, config.learning_rate))
+
+
+def first_line(err):
+    """The first line of an exception's message, for one-line error reports."""
+    text = getattr(err, "message", None) or str(err)
+    return text.strip().splitlines()[0] if text.strip() else type(err).__name__
 
 
 def write_progress_gif(sample_dir, epochs):

@@ -8,33 +8,13 @@ Two chains, as in the post:
 The network sees pixels in [-1, 1] (it ends in `tanh`); files hold [0, 255]. The post read and
 wrote through `scipy.misc`, which SciPy removed, so Pillow does the file work here.
 """
-import contextlib
-import os
-
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from gantut_utils import atomic_path
+
 # Pillow modes for the two channel counts the model supports.
 MODE_FOR_CHANNELS = {1: "L", 3: "RGB"}
-
-
-@contextlib.contextmanager
-def atomic_path(path):
-    """Yield a temp name beside `path`, renamed onto it only if the block succeeds.
-
-    Project helper for every file a later step reads (sample grids, caches, crops): a run killed
-    mid-write leaves a hidden temp file, never a half-written file under the real name. The temp
-    name keeps the extension so that writers which pick the format from it still work.
-    """
-    folder, name = os.path.split(os.path.abspath(path))
-    stem, ext = os.path.splitext(name)
-    tmp = os.path.join(folder, ".%s.tmp-%d%s" % (stem, os.getpid(), ext))
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def open_image(path, c_dim=3):

@@ -359,8 +359,9 @@ def sliced_wasserstein(patches_a, patches_b, rng):
     for _ in range(SWD_REPEATS):
         directions = rng.standard_normal((patches_a.shape[1], SWD_DIRECTIONS // SWD_REPEATS))
         directions = (directions / np.linalg.norm(directions, axis=0)).astype(np.float32)
-        projected_a = np.sort(patches_a @ directions, axis=0)
-        projected_b = np.sort(patches_b @ directions, axis=0)
+        # Directions x patches, so that each direction's projections lie together for the sort.
+        projected_a = np.sort(directions.T @ patches_a.T, axis=1)
+        projected_b = np.sort(directions.T @ patches_b.T, axis=1)
         distances.append(np.mean(np.abs(projected_a - projected_b)))
     return float(np.mean(distances))
 

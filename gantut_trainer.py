@@ -28,8 +28,9 @@ from tensorflow.core.protobuf import rewriter_config_pb2
 
 from gantut_complete import CompletionError, complete_images
 from gantut_datafuncs import DatasetError, load_dataset
-from gantut_gan import DCGAN, valid_image_size
-from gantut_imgfuncs import atomic_path, grid_shape, inverse_transform, save_images, to_uint8
+from gantut_gan import DCGAN, TrainingError, valid_image_size
+from gantut_imgfuncs import grid_shape, inverse_transform, save_images, to_uint8
+from gantut_utils import FolderBusy, atomic_path, folder_lock
 from gantut_quiz import write_quiz
 
 ALL_CORES = len(os.sched_getaffinity(0))
@@ -194,16 +195,20 @@ def train():
     """Create the output folders, open a Session, build the DCGAN and train it (Part 5)."""
     for folder in (FLAGS.checkpoint_dir, FLAGS.sample_dir, FLAGS.logs_dir):
         os.makedirs(folder, exist_ok=True)
-    shape = flag_shape()
-    images = load_images(shape, FLAGS.batch_size, "--batch_size %d" % FLAGS.batch_size)
-    record_model_shape()
-    with tf.Graph().as_default(), \
-            tf.Session(config=session_config(FLAGS.threads, FLAGS.bf16)) as sess:
-        if FLAGS.seed is not None:
-            tf.set_random_seed(FLAGS.seed)
-        dcgan = DCGAN(sess, batch_size=FLAGS.batch_size, is_crop=FLAGS.is_crop,
-                      checkpoint_dir=FLAGS.checkpoint_dir, **shape)
-        dcgan.train(FLAGS, images)
+    try:
+        with folder_lock(FLAGS.checkpoint_dir):
+            shape = flag_shape()
+            images = load_images(shape, FLAGS.batch_size, "--batch_size %d" % FLAGS.batch_size)
+            record_model_shape()
+            with tf.Graph().as_default(), \
+                    tf.Session(config=session_config(FLAGS.threads, FLAGS.bf16)) as sess:
+                if FLAGS.seed is not None:
+                    tf.set_random_seed(FLAGS.seed)
+                dcgan = DCGAN(sess, batch_size=FLAGS.batch_size, is_crop=FLAGS.is_crop,
+                              checkpoint_dir=FLAGS.checkpoint_dir, **shape)
+                dcgan.train(FLAGS, images)
+    except (FolderBusy, TrainingError) as err:
+        sys.exit("error: %s" % err)
 
 
 def use_trained_model():
