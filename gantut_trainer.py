@@ -30,7 +30,7 @@ from gantut_complete import CompletionError, complete_images
 from gantut_datafuncs import DatasetError, load_dataset
 from gantut_gan import DCGAN, TrainingError, valid_image_size
 from gantut_imgfuncs import grid_shape, inverse_transform, save_images, to_uint8
-from gantut_utils import FolderBusy, atomic_path, folder_lock
+from gantut_utils import FolderBusy, atomic_path, folder_lock, remove_stale_temp_files
 from gantut_quiz import write_quiz
 
 ALL_CORES = len(os.sched_getaffinity(0))
@@ -197,6 +197,8 @@ def train():
         os.makedirs(folder, exist_ok=True)
     try:
         with folder_lock(FLAGS.checkpoint_dir):
+            for folder in (FLAGS.checkpoint_dir, FLAGS.sample_dir):
+                remove_stale_temp_files(folder)  # left by a run that was killed
             shape = flag_shape()
             images = load_images(shape, FLAGS.batch_size, "--batch_size %d" % FLAGS.batch_size)
             record_model_shape()
@@ -261,6 +263,8 @@ def write_samples(dcgan, rng):
 
 
 def main(_):
+    # One progress line at a time, also when stdout is a pipe or a cluster job's log file.
+    sys.stdout.reconfigure(line_buffering=True)
     if FLAGS.complete or FLAGS.turing_quiz or not FLAGS.train:
         use_trained_model()
     else:

@@ -7,11 +7,16 @@ half-writing anything, and lets long work say how far it has got.
 import contextlib
 import json
 import os
+import re
 import socket
 import sys
 import time
 
 import numpy as np
+
+
+# The temp names atomic_path makes: .NAME.tmp-PID.EXT
+TEMP_NAME = re.compile(r"^\..*\.tmp-(\d+)(\.[^.]*)?$")
 
 
 @contextlib.contextmanager
@@ -31,6 +36,20 @@ def atomic_path(path):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def remove_stale_temp_files(folder):
+    """Delete the temp files that killed processes left in `folder`; return how many.
+
+    Only files of processes that are gone: a live writer's temp file is left alone.
+    """
+    removed = 0
+    for name in os.listdir(folder) if os.path.isdir(folder) else []:
+        match = TEMP_NAME.match(name)
+        if match and not pid_alive(int(match.group(1))):
+            os.remove(os.path.join(folder, name))
+            removed += 1
+    return removed
 
 
 def format_seconds(seconds):
@@ -78,12 +97,13 @@ def folder_lock(folder):
     """
     path = os.path.join(folder, ".lock")
     me = {"host": socket.gethostname(), "pid": os.getpid()}
-    with atomic_path(path + ".new") as tmp:
-        with open(tmp, "w") as out:
-            json.dump(me, out)
+    draft = "%s.tmp-%d" % (path, os.getpid())
+    with open(draft, "w") as out:
+        json.dump(me, out)
+    try:
         while True:
             try:
-                os.link(tmp, path)
+                os.link(draft, path)
                 break
             except FileExistsError:
                 owner = read_lock(path)
@@ -93,6 +113,8 @@ def folder_lock(folder):
                         "folder; if that run is gone, delete %s." % (folder, owner["pid"],
                                                                      owner["host"], path))
                 os.remove(path)  # stale: its owner is gone
+    finally:
+        os.remove(draft)
     try:
         yield
     finally:

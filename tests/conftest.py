@@ -45,3 +45,13 @@ def sess():
     """A real Session on a fresh graph."""
     with tf.Graph().as_default(), tf.Session() as session:
         yield session
+
+
+# Figures of the fault-injection suite, printed as one line at the end of the run.
+FAULT_STATS = {"kills": 0, "resumed": 0, "lost_steps_max": 0, "corrupt": 0}
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FAULT_STATS["kills"]:
+        terminalreporter.write_line("faults: " + " ".join(
+            "%s=%d" % item for item in FAULT_STATS.items()))
