@@ -191,8 +191,8 @@ class DCGAN(object):
 
         `config` carries the trainer's flags: epoch, learning_rate, beta1, train_size,
         batch_size, dataset, sample_dir, checkpoint_dir, logs_dir, sample_freq, ckpt_freq,
-        summary_freq, seed, max_to_keep. Ctrl-C or SIGTERM saves a checkpoint after the step
-        under way and returns; a later call with the same folders resumes.
+        summary_freq, seed, max_to_keep, progress_gif. Ctrl-C or SIGTERM saves a checkpoint
+        after the step under way and returns; a later call with the same folders resumes.
         """
         if images is None:
             images = load_dataset(config.dataset, self.image_size, self.c_dim, self.is_crop,
@@ -201,52 +201,59 @@ class DCGAN(object):
         self.saver = tf.train.Saver(max_to_keep=config.max_to_keep)
         self.sess.run(tf.global_variables_initializer())
         self.writer = tf.summary.FileWriter(config.logs_dir, self.sess.graph)
+        step, start_epoch, start_batch = self.resume(config)
+        self.sample_images = transform(images[:self.sample_size], is_crop=False)
+        save_images(self.sample_images, grid_shape(len(self.sample_images)),
+                    os.path.join(config.sample_dir, "real_samples.png"))
+        speed = Speedometer(step, config.epoch * (len(images) // self.batch_size),
+                            self.batch_size)
+        try:
+            with StopRequest() as stop:
+                for epoch in range(start_epoch, config.epoch):
+                    for idx, batch in feed_batches(images, self.batch_size, self.data_seed, epoch,
+                                                   start_batch if epoch == start_epoch else 0):
+                        step += 1
+                        batch_z = self.rng.uniform(-1, 1, [self.batch_size, self.z_dim])
+                        errD, errG = self.train_step(
+                            d_optim, g_optim, batch, batch_z,
+                            step if step % config.summary_freq == 0 else None)
+                        print("Epoch [%2d] [%4d/%4d] time: %4.4f, d_loss: %.8f, g_loss: %.8f, %s"
+                              % (epoch, idx, len(images) // self.batch_size, speed.elapsed(),
+                                 errD, errG, speed.report(step)))
+                        check_finite(step, epoch, idx, config, d_loss=errD, g_loss=errG)
+                        if step % config.sample_freq == 0:
+                            self.sample(config.sample_dir, "train_%02d-%04d.png" % (epoch, idx))
+                        if stop.requested or step % config.ckpt_freq == 0:
+                            self.save(config.checkpoint_dir, step, (step, epoch, idx + 1))
+                        if stop.requested:
+                            print(" [*] Stopped at step %d; saved a checkpoint in %s. Run the "
+                                  "same command again to resume." % (step, config.checkpoint_dir))
+                            return
+                    self.end_epoch(config, epoch, step)
+        finally:
+            self.writer.close()
 
+    def resume(self, config):
+        """Restore the newest checkpoint, if any; return (step, epoch, batch) to go on from.
+
+        Also fixes the seed of the epochs' shuffles (kept in the checkpoint, so a resumed run
+        sees the same order) and the noise generator.
+        """
         if self.load(config.checkpoint_dir):
             print(" [*] An existing model was found: carrying on from it")
-            step, start_epoch, start_batch, self.data_seed = map(int, self.sess.run(self.counters))
+            step, epoch, batch, self.data_seed = map(int, self.sess.run(self.counters))
         else:
-            step, start_epoch, start_batch = 0, 0, 0
+            step, epoch, batch = 0, 0, 0
             self.data_seed = np.random.randint(2**31) if config.seed is None else config.seed
         self.rng = np.random.default_rng(None if config.seed is None else [config.seed, step])
-        sample_z = self.sess.run(self.sample_z)
-        sample_images = transform(images[:self.sample_size], is_crop=False)
-        save_images(sample_images, grid_shape(len(sample_images)),
-                    os.path.join(config.sample_dir, "real_samples.png"))
-        batches = len(images) // self.batch_size
-        total_steps = config.epoch * batches
-        started, start_step = time.time(), step
+        return step, epoch, batch
 
-        with StopRequest() as stop:
-            for epoch in range(start_epoch, config.epoch):
-                for idx, batch in feed_batches(images, self.batch_size, self.data_seed, epoch,
-                                               start_batch if epoch == start_epoch else 0):
-                    step += 1
-                    batch_z = self.rng.uniform(-1, 1, [self.batch_size, self.z_dim])
-                    errD, errG = self.train_step(
-                        d_optim, g_optim, batch, batch_z,
-                        step if step % config.summary_freq == 0 else None)
-                    rate = (step - start_step) * self.batch_size / (time.time() - started)
-                    eta = (total_steps - step) * self.batch_size / rate
-                    print("Epoch [%2d] [%4d/%4d] time: %4.4f, d_loss: %.8f, g_loss: %.8f, "
-                          "%.1f img/s, ETA %s" % (epoch, idx, batches, time.time() - started,
-                                                  errD, errG, rate, format_seconds(eta)))
-                    check_finite(step, epoch, idx, config, d_loss=errD, g_loss=errG)
-                    position = (step, epoch, idx + 1)
-                    if step % config.sample_freq == 0:
-                        self.sample(sample_z, sample_images, config.sample_dir,
-                                    "train_%02d-%04d.png" % (epoch, idx))
-                    if stop.requested or step % config.ckpt_freq == 0:
-                        self.save(config.checkpoint_dir, step, position)
-                    if stop.requested:
-                        print(" [*] Stopped at step %d; saved a checkpoint in %s. Run the same "
-                              "command again to resume." % (step, config.checkpoint_dir))
-                        return
-                self.sample(sample_z, sample_images, config.sample_dir, "epoch_%02d.png" % epoch)
-                if config.progress_gif:
-                    write_progress_gif(config.sample_dir, epoch + 1)
-                self.save(config.checkpoint_dir, step, (step, epoch + 1, 0))
-        self.writer.flush()
+    def end_epoch(self, config, epoch, step):
+        """The epoch's grid (and the progress GIF), then a checkpoint that starts the next one."""
+        self.sample(config.sample_dir, "epoch_%02d.png" % epoch)
+        if config.progress_gif:
+            write_progress_gif(config.sample_dir, epoch + 1)
+        self.save(config.checkpoint_dir, step, (step, epoch + 1, 0))
 
     def optimizers(self, learning_rate, beta1):
         """Adam for D and for G, each running its own batch-norm updates (Part 4)."""
@@ -281,15 +288,16 @@ class DCGAN(object):
                 self.writer.add_summary(result[2], summary_step)
         return results[0][1], results[-1][1]
 
-    def sample(self, sample_z, sample_images, sample_dir, name):
-        """Write the grid of G(sample_z) and print the losses on the fixed sample batch (Part 4).
+    def sample(self, sample_dir, name):
+        """Write the grid of G(sample noise) and print the losses on the fixed real batch (Part 4).
 
-        Batch norm runs in inference mode, so these grids show what a user of the trained model
-        gets.
+        The sample noise is drawn once and kept in the checkpoint. Batch norm runs in inference
+        mode, so these grids show what a user of the trained model gets.
         """
         samples, d_loss, g_loss = self.sess.run(
             [self.G, self.d_loss, self.g_loss],
-            {self.z: sample_z, self.images: sample_images, self.is_training: False})
+            {self.z: self.sess.run(self.sample_z), self.images: self.sample_images,
+             self.is_training: False})
         try:
             path = save_images(samples, grid_shape(len(samples)), os.path.join(sample_dir, name))
         except OSError as err:
@@ -455,6 +463,22 @@ def sigmoid_loss(logits, label, name):
 def has_prefix(var, prefix):
     """True if a variable's own layer scope starts with `prefix` (the post's `d_`/`g_` split)."""
     return any(part.startswith(prefix) for part in var.op.name.split("/"))
+
+
+class Speedometer(object):
+    """Images per second and time left, for the progress line (project addition)."""
+
+    def __init__(self, start_step, total_steps, batch_size):
+        self.started, self.start_step = time.time(), start_step
+        self.total_steps, self.batch_size = total_steps, batch_size
+
+    def elapsed(self):
+        return time.time() - self.started
+
+    def report(self, step):
+        rate = (step - self.start_step) * self.batch_size / self.elapsed()
+        eta = (self.total_steps - step) * self.batch_size / rate
+        return "%.1f img/s, ETA %s" % (rate, format_seconds(eta))
 
 
 class StopRequest(object):

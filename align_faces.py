@@ -1,0 +1,603 @@
+#!/usr/bin/env python3
+"""Align faces to small square crops: Part 2 of the posts
+"Generative Adversarial Network (GAN) in TensorFlow".
+
+Part 2 prepares CelebA with OpenFace's util/align-dlib.py. This script
+replaces it with the same algorithm (dlib's HOG face detector, the largest
+face, 68 landmarks, an affine map of three of them onto OpenFace's mean face,
+an OpenCV warp) and the same command line:
+
+    ./align_faces.py ./raw_images align innerEyesAndBottomLip ./aligned --size 64
+    ./gantut_trainer.py --dataset aligned
+
+Unlike align-dlib.py it writes the PNG crops flat into the output folder (where
+the trainer looks), uses every core, resumes an interrupted run, survives
+broken files and lists every image it could not align in a report file there.
+The functions are importable too, e.g. `align_image(rgb, 64)`.
+"""
+import argparse
+import collections
+import enum
+import functools
+import hashlib
+import importlib.util
+import multiprocessing
+import os
+import re
+import signal
+import socket
+import sys
+import time
+import warnings
+
+import cv2
+import dlib
+import numpy as np
+from PIL import Image, ImageOps
+
+# OpenFace's mean face: the 68 dlib landmarks averaged over aligned faces
+# (openface/align_dlib.py), as (x, y).
+TEMPLATE = np.float32([
+    (0.0792396913815, 0.339223741112), (0.0829219487236, 0.456955367943),
+    (0.0967927109165, 0.575648016728), (0.122141515615, 0.691921601066),
+    (0.168687863544, 0.800341263616), (0.239789390707, 0.895732504778),
+    (0.325662452515, 0.977068762493), (0.422318282013, 1.04329000149),
+    (0.531777802068, 1.06080371126), (0.641296298053, 1.03981924107),
+    (0.738105872266, 0.972268833998), (0.824444363295, 0.889624082279),
+    (0.894792677532, 0.792494155836), (0.939395486253, 0.681546643421),
+    (0.96111933829, 0.562238253072), (0.970579841181, 0.441758925744),
+    (0.971193274221, 0.322118743967), (0.163846223133, 0.249151738053),
+    (0.21780354657, 0.204255863861), (0.291299351124, 0.192367318323),
+    (0.367460241458, 0.203582210627), (0.4392945113, 0.233135599851),
+    (0.586445962425, 0.228141644834), (0.660152671635, 0.195923841854),
+    (0.737466449096, 0.182360984545), (0.813236546239, 0.192828009114),
+    (0.8707571886, 0.235293377042), (0.51534533827, 0.31863546193),
+    (0.516221448289, 0.396200446263), (0.517118861835, 0.473797687758),
+    (0.51816430343, 0.553157797772), (0.433701156035, 0.604054457668),
+    (0.475501237769, 0.62076344024), (0.520712933176, 0.634268222208),
+    (0.565874114041, 0.618796581487), (0.607054002672, 0.60157671656),
+    (0.252418718401, 0.331052263829), (0.298663015648, 0.302646354002),
+    (0.355749724218, 0.303020650651), (0.403718978315, 0.33867711083),
+    (0.352507175597, 0.349987615384), (0.296791759886, 0.350478978225),
+    (0.631326076346, 0.334136672344), (0.679073381078, 0.29645404267),
+    (0.73597236153, 0.294721285802), (0.782865376271, 0.321305281656),
+    (0.740312274764, 0.341849376713), (0.68499850091, 0.343734332172),
+    (0.353167761422, 0.746189164237), (0.414587777921, 0.719053835073),
+    (0.477677654595, 0.706835892494), (0.522732900812, 0.717092275768),
+    (0.569832064287, 0.705414478982), (0.635195811927, 0.71565572516),
+    (0.69951672331, 0.739419187253), (0.639447159575, 0.805236879972),
+    (0.576410514055, 0.835436670169), (0.525398405766, 0.841706377792),
+    (0.47641545769, 0.837505914975), (0.41379548902, 0.810045601727),
+    (0.380084785646, 0.749979603086), (0.477955996282, 0.74513234612),
+    (0.523389793327, 0.748924302636), (0.571057789237, 0.74332894691),
+    (0.672409137852, 0.744177032192), (0.572539621444, 0.776609286626),
+    (0.5240106503, 0.783370783245), (0.477561227414, 0.778476346951)])
+
+# The template scaled so that the face spans [0, 1] in x and y; times the
+# crop size it gives where each landmark lands in the crop.
+MINMAX_TEMPLATE = ((TEMPLATE - TEMPLATE.min(axis=0))
+                   / (TEMPLATE.max(axis=0) - TEMPLATE.min(axis=0)))
+
+INNER_EYES_AND_BOTTOM_LIP = [39, 42, 57]
+OUTER_EYES_AND_NOSE = [36, 45, 33]
+LANDMARK_INDICES = {'innerEyesAndBottomLip': INNER_EYES_AND_BOTTOM_LIP,
+                    'outerEyesAndNose': OUTER_EYES_AND_NOSE}
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
+
+# HOG detection time grows with the pixel count (about 1 s for 2000x2000 with
+# one upsampling), so larger photos are searched on a copy this big at most.
+DETECT_MAX_SIDE = 1024
+
+# dlib scans an image pyramid whose levels are 1.2x apart in side (1.44x in
+# area), so two boxes found at one level differ only by rounding; areas
+# closer than this ratio are a tie, which the detector score breaks.
+SAME_SIZE_AREA_RATIO = 1.2
+
+# A bilinear warp that shrinks more than 2x skips source pixels and aliases,
+# so larger shrinks are done partly by area averaging first.
+MAX_WARP_SHRINK = 2.0
+
+# Output names keep this many bytes of the input's path, leaving room in the
+# 255-byte file name limit for the hash and the temp suffix.
+NAME_STEM_MAX_BYTES = 150
+
+TEMP_NAME = re.compile(r'^\..*~(?P<pid>\d+)@(?P<host>[^~]*)\.tmp$')
+HOST = socket.gethostname()
+
+
+class Outcome(str, enum.Enum):
+    """Part 2: what became of one input image; the values are the summary's words."""
+    ALIGNED = 'aligned'
+    ALREADY_THERE = 'already there'
+    NO_FACE = 'no face'
+    SEVERAL_FACES = 'several faces skipped'
+    UNREADABLE = 'unreadable'
+    CENTER_CROP = 'centre crop (no face)'
+
+
+Models = collections.namedtuple('Models', 'detector predictor')
+
+Settings = collections.namedtuple(
+    'Settings', 'size landmarks upsample skip_multi fallback predictor_path')
+
+
+# --- Models and the alignment itself -------------------------------------------
+
+def default_predictor_path():
+    """Part 2: path of dlib's 68-landmark model shipped in the pip package face-recognition-models."""
+    # Importing the package itself needs pkg_resources, so only locate it.
+    spec = importlib.util.find_spec('face_recognition_models')
+    if spec is None:
+        raise FileNotFoundError(
+            "dlib's 68-landmark model comes with the package face-recognition-models: "
+            "pip install face-recognition-models, or pass --dlibFacePredictor PATH")
+    return os.path.join(spec.submodule_search_locations[0], 'models',
+                        'shape_predictor_68_face_landmarks.dat')
+
+
+@functools.lru_cache(maxsize=None)
+def load_models(predictor_path=None):
+    """Part 2: dlib's HOG face detector and 68-landmark predictor, loaded once per process and path."""
+    return Models(dlib.get_frontal_face_detector(),
+                  dlib.shape_predictor(predictor_path or default_predictor_path()))
+
+
+def detection_copy(rgb):
+    """Part 2: the image shrunk to at most DETECT_MAX_SIDE pixels a side, and the scale used."""
+    scale = min(1.0, DETECT_MAX_SIDE / max(rgb.shape[:2]))
+    if scale == 1.0:
+        return rgb, scale
+    return cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), scale
+
+
+def detect_faces(rgb, detector, upsample=1):
+    """Part 2: all faces dlib's HOG detector finds, as (box in full-image pixels, score)."""
+    small, scale = detection_copy(rgb)
+    boxes, scores, _ = detector.run(small, upsample, 0.0)
+
+    def to_full(coordinate):
+        # Pixel centres: full-image x maps to (x + 0.5) * scale - 0.5.
+        return int(round((coordinate + 0.5) / scale - 0.5))
+
+    return [(dlib.rectangle(to_full(box.left()), to_full(box.top()),
+                            to_full(box.right()), to_full(box.bottom())), score)
+            for box, score in zip(boxes, scores)]
+
+
+def pick_face(faces, skip_multi=False):
+    """Part 2: OpenFace's choice of face: the largest, ties broken by detector score.
+
+    Returns (box, None), or (None, Outcome) saying why there is none.
+    """
+    if not faces:
+        return None, Outcome.NO_FACE
+    if skip_multi and len(faces) > 1:
+        return None, Outcome.SEVERAL_FACES
+    largest_area = max(box.area() for box, _ in faces)
+    same_size = [face for face in faces if face[0].area() * SAME_SIZE_AREA_RATIO >= largest_area]
+    return max(same_size, key=lambda face: face[1])[0], None
+
+
+def find_landmarks(rgb, models=None, upsample=1, skip_multi=False):
+    """Part 2: the 68 dlib landmarks (68x2 float array of x, y) of the face OpenFace would pick.
+
+    Returns (landmarks, None), or (None, Outcome) saying why there are none.
+    """
+    models = models or load_models()
+    box, failure = pick_face(detect_faces(rgb, models.detector, upsample), skip_multi)
+    if failure:
+        return None, failure
+    # The predictor reads pixels inside the box, so the full image gives
+    # landmarks as precise as the photo allows.
+    shape = models.predictor(rgb, box)
+    return np.float32([(point.x, point.y) for point in shape.parts()]), None
+
+
+def warp_to_template(rgb, landmarks, size, indices):
+    """Part 2: the size x size crop whose three chosen landmarks sit on the mean face template."""
+    source = np.float32(landmarks[indices])
+    target = np.float32(size * MINMAX_TEMPLATE[indices])
+    scale = np.sqrt(abs(np.linalg.det(cv2.getAffineTransform(source, target)[:, :2])))
+    if scale * MAX_WARP_SHRINK < 1.0:
+        shrink = scale * MAX_WARP_SHRINK
+        rgb = cv2.resize(rgb, None, fx=shrink, fy=shrink, interpolation=cv2.INTER_AREA)
+        source = np.float32((source + 0.5) * shrink - 0.5)
+    return cv2.warpAffine(rgb, cv2.getAffineTransform(source, target), (size, size))
+
+
+def align_image(rgb, size=64, landmarks='innerEyesAndBottomLip', models=None,
+                upsample=1, skip_multi=False):
+    """Part 2: OpenFace's alignment of an RGB uint8 array to a size x size crop.
+
+    Returns (crop, None), or (None, Outcome) saying why there is no crop.
+    """
+    points, failure = find_landmarks(rgb, models, upsample, skip_multi)
+    if failure:
+        return None, failure
+    return warp_to_template(rgb, points, size, LANDMARK_INDICES[landmarks]), None
+
+
+def center_crop(rgb, size):
+    """Part 2: the largest centred square of the image, resized to size x size (the --fallback)."""
+    height, width = rgb.shape[:2]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    return cv2.resize(rgb[top:top + side, left:left + side], (size, size),
+                      interpolation=cv2.INTER_AREA)
+
+
+# --- Reading photos -------------------------------------------------------------
+
+def to_rgb_array(image):
+    """Part 2: a Pillow image of any mode as an 8-bit RGB array."""
+    if image.mode.startswith('I'):
+        # 16-bit grey levels (PNG): Pillow's convert clips them at 255
+        # instead of scaling, which would turn most photos white.
+        grey = np.clip(np.asarray(image).astype(np.float32) / 257, 0, 255)
+        image = Image.fromarray(grey.round().astype(np.uint8))
+    if image.mode in ('RGBA', 'LA', 'PA') or 'transparency' in image.info:
+        # Transparent pixels keep an arbitrary colour (often black); show them
+        # as viewers do, on white.
+        rgba = image.convert('RGBA')
+        image = Image.alpha_composite(Image.new('RGBA', rgba.size, 'white'), rgba)
+    # Converting copies the pixels, which costs seconds on a 10000x10000 photo.
+    return np.asarray(image if image.mode == 'RGB' else image.convert('RGB'))
+
+
+def read_rgb(path):
+    """Part 2: a photo as an upright 8-bit RGB array (EXIF rotation applied).
+
+    Raises whatever Pillow raises for a broken file, including
+    Image.DecompressionBombError past twice Pillow's pixel limit.
+    """
+    with Image.open(path) as image:
+        # In place: a copy costs seconds on a 10000x10000 photo.
+        ImageOps.exif_transpose(image, in_place=True)
+        return to_rgb_array(image)
+
+
+# --- Files: listing, naming, sharding, atomic writes ------------------------------
+
+def list_images(input_dir, skip_dir=None):
+    """Part 2: sorted paths, relative to input_dir, of its .jpg/.jpeg/.png files (any case), recursively."""
+    found = []
+    for folder, subfolders, files in os.walk(input_dir):
+        # Never read back our own output when it lies inside the input.
+        subfolders[:] = [name for name in subfolders
+                         if not skip_dir or not os.path.samefile(os.path.join(folder, name), skip_dir)]
+        found += [os.path.relpath(os.path.join(folder, name), input_dir)
+                  for name in files if name.lower().endswith(IMAGE_EXTENSIONS)]
+    return sorted(found)
+
+
+def path_digest(relative_path):
+    """Part 2: a stable hex digest of a relative path, the same on every machine."""
+    return hashlib.sha1(os.fsencode(relative_path.replace(os.sep, '/'))).hexdigest()
+
+
+def output_name(relative_path):
+    """Part 2: the flat PNG name for an input, e.g. 'celebA/000001.jpg' -> 'celebA__000001_8aa46abb.png'.
+
+    The short hash of the whole path keeps names distinct where the readable
+    part collides ('a/b.jpg' and 'a__b.jpg', 'x.jpg' and 'x.png').
+    """
+    # No leading dot: names starting with one are our temp files.
+    stem = os.path.splitext(relative_path)[0].replace(os.sep, '__').lstrip('.')
+    stem = os.fsdecode(os.fsencode(stem)[:NAME_STEM_MAX_BYTES])
+    return f'{stem}_{path_digest(relative_path)[:8]}.png'
+
+
+def in_shard(relative_path, shard):
+    """Part 2: whether an input belongs to shard (K, N), by a stable hash of its path.
+
+    A hash rather than a position in the listing keeps the split right even
+    when the array job's tasks list the folder at different moments.
+    """
+    index, count = shard
+    return int(path_digest(relative_path), 16) % count == index - 1
+
+
+def write_atomically(path, write):
+    """Part 2: write(file) into a temp name beside path, then rename it to path.
+
+    A killed run so leaves either the whole file or a hidden .tmp, never a
+    half-written image under the final name.
+    """
+    folder, name = os.path.split(path)
+    temp_path = os.path.join(folder, f'.{name}~{os.getpid()}@{HOST}.tmp')
+    with open(temp_path, 'wb') as file:
+        write(file)
+    os.replace(temp_path, path)
+
+
+def write_png_atomically(rgb, path):
+    """Part 2: save an RGB array as a PNG file, atomically."""
+    write_atomically(path, lambda file: Image.fromarray(rgb).save(file, format='PNG'))
+
+
+def process_is_alive(pid):
+    """Part 2: whether a process with this id runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temp_files(output_dir):
+    """Part 2: delete temp files left by killed runs of this machine (their process is gone).
+
+    Temp files of live processes or other machines (shards sharing the folder)
+    are left alone.
+    """
+    for name in os.listdir(output_dir):
+        match = TEMP_NAME.match(name)
+        if match and match['host'] == HOST and not process_is_alive(int(match['pid'])):
+            os.remove(os.path.join(output_dir, name))
+
+
+# --- One worker process per core ------------------------------------------------
+
+_worker = {}  # a Pool initializer can hand state to its tasks only through globals
+
+
+def init_worker(settings):
+    """Part 2: Pool initializer: load the models once per worker process."""
+    # Ctrl-C reaches the whole process group; the main process stops the pool.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Pillow warns from 1x its pixel limit and refuses from 2x; the refusal is
+    # reported, the warning would only garble the progress line.
+    warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+    cv2.setNumThreads(1)  # the parallelism is one process per core
+    _worker['settings'] = settings
+    _worker['models'] = load_models(settings.predictor_path)
+
+
+def process_file(job):
+    """Part 2: read, align and write one photo; returns (relative path, Outcome, reason or '')."""
+    relative_path, input_path, output_path = job
+    settings = _worker['settings']
+    try:
+        rgb = read_rgb(input_path)
+    except Exception as error:  # Pillow raises many types for broken files
+        return relative_path, Outcome.UNREADABLE, f'{type(error).__name__}: {error}'
+    crop, failure = align_image(rgb, settings.size, settings.landmarks, _worker['models'],
+                                settings.upsample, settings.skip_multi)
+    if failure is Outcome.NO_FACE and settings.fallback == 'center':
+        crop, failure = center_crop(rgb, settings.size), Outcome.CENTER_CROP
+    if crop is not None:
+        write_png_atomically(crop, output_path)
+    return relative_path, failure or Outcome.ALIGNED, ''
+
+
+# --- Progress, report and the whole run -------------------------------------------
+
+def format_duration(seconds):
+    """Part 2: seconds as h:mm:ss for the progress line."""
+    minutes, seconds = divmod(int(seconds), 60)
+    return f'{minutes // 60}:{minutes % 60:02d}:{seconds:02d}'
+
+
+class Progress:
+    """Part 2: a progress line with rate and ETA on stderr, at most once per interval."""
+
+    def __init__(self, total, stream):
+        self.total, self.done, self.stream = total, 0, stream
+        self.on_terminal = stream.isatty()
+        # A terminal gets a line updated in place every second; a log file a
+        # new line every 10 s, so a long run does not flood it.
+        self.interval = 1.0 if self.on_terminal else 10.0
+        self.started = self.shown = time.monotonic()
+
+    def advance(self):
+        """Part 2: count one finished image and show the line when it is due."""
+        self.done += 1
+        now = time.monotonic()
+        if now - self.shown >= self.interval or self.done == self.total:
+            self.shown = now
+            rate = self.done / max(now - self.started, 1e-6)
+            end = '\r' if self.on_terminal and self.done < self.total else '\n'
+            self.stream.write(f'{self.done}/{self.total} images, {rate:.1f} img/s, '
+                              f'ETA {format_duration((self.total - self.done) / rate)}{end}')
+            self.stream.flush()
+
+    def note(self, message):
+        """Part 2: print a message on its own line, clearing a progress line in the way."""
+        self.stream.write(('\r\033[K' if self.on_terminal else '') + message + '\n')
+
+
+def summary_line(counts):
+    """Part 2: 'aligned: N; already there: N; ...' with every Outcome."""
+    return '; '.join(f'{outcome.value}: {counts[outcome]}' for outcome in Outcome)
+
+
+def report_path(output_dir, shard):
+    """Part 2: where a run writes its report; each shard of an array job its own."""
+    index, count = shard
+    suffix = f'_shard{index}of{count}' if count > 1 else ''
+    return os.path.join(output_dir, f'align_faces_report{suffix}.txt')
+
+
+def write_report(path, counts, failures):
+    """Part 2: the summary and one 'outcome<TAB>input path<TAB>reason' line per image not aligned."""
+    lines = [f'# {summary_line(counts)}'] + ['\t'.join(failure) for failure in sorted(failures)]
+    text = '\n'.join(lines) + '\n'
+    write_atomically(path, lambda file: file.write(os.fsencode(text)))
+
+
+def plan_jobs(input_dir, output_dir, shard, counts):
+    """Part 2: (relative path, input, output) for this shard's images not aligned yet.
+
+    Images whose output exists are counted as already there.
+    """
+    existing = set(os.listdir(output_dir))
+    jobs = []
+    for relative_path in list_images(input_dir, skip_dir=output_dir):
+        if not in_shard(relative_path, shard):
+            continue
+        name = output_name(relative_path)
+        if name in existing:
+            counts[Outcome.ALREADY_THERE] += 1
+        else:
+            jobs.append((relative_path, os.path.join(input_dir, relative_path),
+                         os.path.join(output_dir, name)))
+    return jobs
+
+
+def align_folder(input_dir, output_dir, settings, workers, shard=(1, 1), stream=None):
+    """Part 2: align every photo of input_dir (this shard of them) into output_dir.
+
+    Progress goes to stream (default: stderr). Returns (counts by Outcome, report path).
+    """
+    os.makedirs(output_dir, exist_ok=True)
+    remove_stale_temp_files(output_dir)
+    counts = collections.Counter()
+    jobs = plan_jobs(input_dir, output_dir, shard, counts)
+    failures = []
+    if jobs:
+        progress = Progress(len(jobs), stream or sys.stderr)
+        # Fresh processes rather than forks: a fork of a process that has
+        # started threads (OpenCV's pool, TensorFlow) can deadlock in them.
+        spawn = multiprocessing.get_context('spawn')
+        with spawn.Pool(min(workers, len(jobs)), init_worker, (settings,)) as pool:
+            for relative_path, outcome, reason in pool.imap_unordered(process_file, jobs):
+                counts[outcome] += 1
+                if outcome is Outcome.UNREADABLE:
+                    progress.note(f'unreadable: {relative_path}: {reason}')
+                if outcome is not Outcome.ALIGNED:
+                    failures.append((outcome.value, relative_path, reason))
+                progress.advance()
+    path = report_path(output_dir, shard)
+    write_report(path, counts, failures)
+    return counts, path
+
+
+# --- Command line ---------------------------------------------------------------
+
+def available_cores():
+    """Part 2: the number of cores this process may run on (its CPU affinity)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def int_at_least(minimum):
+    """Part 2: an argparse type for integers >= minimum."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'{text!r} is not a whole number')
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f'{value} is less than {minimum}')
+        return value
+    return parse
+
+
+def parse_shard(text):
+    """Part 2: '--shard K/N' as (K, N) with 1 <= K <= N."""
+    match = re.fullmatch(r'(\d+)/(\d+)', text.strip())
+    if not match or not 1 <= int(match[1]) <= int(match[2]):
+        raise argparse.ArgumentTypeError(
+            f'{text!r} is not K/N with 1 <= K <= N; e.g. --shard 3/10 is the third of 10 parts '
+            '(in an array job: --shard $SLURM_ARRAY_TASK_ID/10 with --array=1-10)')
+    return int(match[1]), int(match[2])
+
+
+def build_parser():
+    """Part 2: the command line of OpenFace's align-dlib.py plus the options of this port."""
+    parser = argparse.ArgumentParser(
+        description="Align the faces in a folder of photos to square PNG crops, as OpenFace's "
+                    "align-dlib.py in Part 2 of the posts.",
+        epilog='example: %(prog)s ./raw_images align innerEyesAndBottomLip ./aligned --size 64')
+    parser.add_argument('inputDir', help='folder of photos, searched recursively for '
+                                         '.jpg/.jpeg/.png files (any case)')
+    parser.add_argument('mode', choices=['align'],
+                        help="'align', as in align-dlib.py (its computeMean mode is not ported)")
+    parser.add_argument('landmarks', choices=list(LANDMARK_INDICES),
+                        help='the three landmarks mapped onto the mean face: the inner eye '
+                             'corners and the bottom lip, or the outer eye corners and the nose')
+    parser.add_argument('outputDir', help='folder the crops are written to, flat, so that '
+                                          './gantut_trainer.py --dataset <it> trains on them; '
+                                          'created if missing')
+    parser.add_argument('--size', type=int_at_least(1), default=64,
+                        help='edge of the square crops in pixels (default: %(default)s)')
+    parser.add_argument('--dlibFacePredictor', metavar='PATH',
+                        help="dlib's 68-landmark model file (default: the one shipped in the "
+                             'pip package face-recognition-models)')
+    parser.add_argument('--skipMulti', action='store_true',
+                        help='skip photos with more than one face instead of aligning the largest')
+    parser.add_argument('--upsample', type=int_at_least(0), default=1,
+                        help='times the face detector doubles the photo to find small faces '
+                             '(default: %(default)s, as OpenFace; 0 is about 3x faster but '
+                             'misses faces smaller than about 80 px)')
+    parser.add_argument('--workers', type=int_at_least(1), default=available_cores(),
+                        help='processes aligning in parallel (default: the %(default)s cores '
+                             'this process may use)')
+    parser.add_argument('--shard', type=parse_shard, default=(1, 1), metavar='K/N',
+                        help='process only part K of N of the photos, so that the N tasks of an '
+                             'array job cover them once (default: all)')
+    parser.add_argument('--fallback', choices=['center'],
+                        help="'center': when no face is found, write a centre crop instead "
+                             '(counted apart)')
+    return parser
+
+
+def check_folders(parser, args):
+    """Part 2: exit with a clear message when the input or output folder cannot work."""
+    if not os.path.isdir(args.inputDir):
+        parser.error(f'input folder {args.inputDir!r} does not exist or is not a folder; '
+                     'give the folder of raw photos, e.g. ./raw_images')
+    if os.path.isdir(args.outputDir) and os.path.samefile(args.inputDir, args.outputDir):
+        parser.error(f'output folder {args.outputDir!r} is the input folder; '
+                     'give a separate folder, e.g. ./aligned')
+
+
+def check_predictor(parser, predictor_path):
+    """Part 2: exit with a clear message when the landmark model cannot be loaded.
+
+    Checked once here because a Pool restarts a worker whose initializer
+    fails, forever.
+    """
+    try:
+        dlib.shape_predictor(predictor_path or default_predictor_path())
+    except (OSError, RuntimeError) as error:
+        parser.error(f'--dlibFacePredictor: cannot load the model ({error}); '
+                     "give the path of dlib's shape_predictor_68_face_landmarks.dat")
+
+
+def create_output_folder(parser, output_dir):
+    """Part 2: create the output folder, or exit with a clear message."""
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+    except OSError as error:
+        parser.error(f'cannot create output folder {output_dir!r} ({error}); '
+                     'give a folder you can write to')
+
+
+def main(argv=None):
+    """Part 2: run align_faces.py; exit status 0 when the run completed, failures included."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_folders(parser, args)
+    check_predictor(parser, args.dlibFacePredictor)
+    create_output_folder(parser, args.outputDir)
+    settings = Settings(args.size, args.landmarks, args.upsample, args.skipMulti,
+                        args.fallback, args.dlibFacePredictor)
+    try:
+        counts, path = align_folder(args.inputDir, args.outputDir, settings, args.workers,
+                                    args.shard)
+    except KeyboardInterrupt:
+        sys.exit('\ninterrupted; run the same command again to finish (finished crops are kept)')
+    if not sum(counts.values()):
+        print(f'found no .jpg/.jpeg/.png files to align in {args.inputDir!r}')
+    print(summary_line(counts))
+    print(f'report of the images not aligned: {path}')
+
+
+if __name__ == '__main__':
+    main()
