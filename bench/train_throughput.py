@@ -8,8 +8,19 @@ waited for its batch. Last line:
     train_img_per_s=<median over steps> data_wait_frac=<share of step time spent waiting for input>
 
     .venv/bin/python bench/train_throughput.py --threads 2 [--bf16]
+
+With `--peer torch` it also trains the same model written in PyTorch (bench/torch_peer.py, needs
+bench/requirements.txt) in the same process, on the same batches and noise and with as many
+threads, alternating blocks of steps between the two so that both see the same machine state.
+`--bf16` applies to TensorFlow only. Last line:
+
+    tf_img_per_s=<median over steps> torch_img_per_s=<median over steps> ratio=<tf / torch>
 """
 import argparse
+import contextlib
+import functools
+import itertools
+import math
 import os
 import resource
 import sys
@@ -38,6 +49,11 @@ def parse_args():
                         help="oneDNN bfloat16 auto mixed precision, as the trainer's --bf16")
     parser.add_argument("--data_dir", default=os.path.join(tempfile.gettempdir(), "gantut_bench"),
                         help="where the demo faces and their cache go [%(default)s]")
+    parser.add_argument("--peer", choices=["torch"],
+                        help="also time this framework's version of the model, alternating "
+                             "with TensorFlow, and compare the two")
+    parser.add_argument("--block", type=int, default=5,
+                        help="with --peer: steps each framework runs before the other's turn [5]")
     return parser.parse_args()
 
 
@@ -57,38 +73,91 @@ def endless_batches(images, batch_size):
         epoch += 1
 
 
-def measure(args, images):
-    """Return per-step (seconds, seconds waiting for the batch) for the timed steps."""
-    rng = np.random.default_rng(0)
-    with tf.Graph().as_default(), \
-            tf.Session(config=session_config(args.threads, args.bf16)) as sess:
+@contextlib.contextmanager
+def tf_training(threads, bf16, image_size, batch_size):
+    """(model, step): the project's DCGAN in its own graph and session, and a function training
+    it one step on (batch, noise), the way the trainer does."""
+    with tf.Graph().as_default(), tf.Session(config=session_config(threads, bf16)) as sess:
         tf.set_random_seed(0)
-        dcgan = DCGAN(sess, image_size=args.image_size, batch_size=args.batch_size)
+        dcgan = DCGAN(sess, image_size=image_size, batch_size=batch_size)
         d_optim, g_optim = dcgan.optimizers(0.0002, 0.5)
         sess.run(tf.global_variables_initializer())
-        batches = endless_batches(images, args.batch_size)
-        timings = []
-        for step in range(args.warmup + args.steps):
-            started = time.perf_counter()
-            batch = next(batches)
-            waited = time.perf_counter() - started
-            batch_z = rng.uniform(-1, 1, [args.batch_size, dcgan.z_dim])
-            dcgan.train_step(d_optim, g_optim, batch, batch_z)
-            if step >= args.warmup:
-                timings.append((time.perf_counter() - started, waited))
-    return np.array(timings)
+        yield dcgan, functools.partial(dcgan.train_step, d_optim, g_optim)
+
+
+def torch_peer_model(threads, image_size):
+    """The PyTorch peer of the same model (bench/torch_peer.py), using `threads` threads."""
+    import torch
+    from torch_peer import TorchDCGAN
+    torch.set_num_threads(threads)
+    return TorchDCGAN(image_size=image_size)
+
+
+def noise_batches(batch_size, z_dim=100):
+    """Uniform [-1, 1] noise batches from a fixed seed, as the trainer draws them."""
+    rng = np.random.default_rng(0)
+    while True:
+        yield rng.uniform(-1, 1, [batch_size, z_dim])
+
+
+def time_steps(train, work, count):
+    """Train `count` steps on the (batch, noise) pairs of the iterator `work`; return per-step
+    (seconds, seconds waiting for the pair)."""
+    timings = []
+    for _ in range(count):
+        started = time.perf_counter()
+        batch, batch_z = next(work)
+        waited = time.perf_counter() - started
+        train(batch, batch_z)
+        timings.append((time.perf_counter() - started, waited))
+    return timings
+
+
+def training_work(images, batch_size):
+    """The trainer's (batch, noise) pairs, endlessly."""
+    return zip(endless_batches(images, batch_size), noise_batches(batch_size))
+
+
+def measure(args, images):
+    """Return per-step (seconds, seconds waiting for the batch) for the timed steps."""
+    with tf_training(args.threads, args.bf16, args.image_size, args.batch_size) as (_, train):
+        timings = time_steps(train, training_work(images, args.batch_size),
+                             args.warmup + args.steps)
+    return np.array(timings[args.warmup:])
+
+
+def measure_with_peer(args, images):
+    """Per-step seconds of TensorFlow and of the peer, alternating blocks of the same batches."""
+    work = training_work(images, args.batch_size)
+    seconds = {"tf": [], "peer": []}
+    with tf_training(args.threads, args.bf16, args.image_size, args.batch_size) as (_, train_tf):
+        trainers = {"tf": train_tf,
+                    "peer": torch_peer_model(args.threads, args.image_size).train_step}
+        for _ in range(math.ceil((args.warmup + args.steps) / args.block)):
+            block = list(itertools.islice(work, args.block))
+            for name, train in trainers.items():
+                seconds[name] += [step for step, _ in time_steps(train, iter(block), len(block))]
+    return {name: np.array(steps[args.warmup:]) for name, steps in seconds.items()}
 
 
 def main():
     args = parse_args()
     images = demo_images(args.data_dir, args.image_size)
-    timings = measure(args, images)
-    img_per_s = args.batch_size / np.median(timings[:, 0])
-    wait_frac = timings[:, 1].sum() / timings[:, 0].sum()
+    if args.peer:
+        seconds = measure_with_peer(args, images)
+    else:
+        timings = measure(args, images)
     peak_rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print("threads=%d bf16=%s steps=%d batch=%d size=%d peak_rss_gb=%.2f"
           % (args.threads, args.bf16, args.steps, args.batch_size, args.image_size, peak_rss_gb))
-    print("train_img_per_s=%.1f data_wait_frac=%.4f" % (img_per_s, wait_frac))
+    if args.peer:
+        tf_rate, peer_rate = (args.batch_size / np.median(seconds[name]) for name in ("tf", "peer"))
+        print("tf_img_per_s=%.1f %s_img_per_s=%.1f ratio=%.2f"
+              % (tf_rate, args.peer, peer_rate, tf_rate / peer_rate))
+    else:
+        img_per_s = args.batch_size / np.median(timings[:, 0])
+        wait_frac = timings[:, 1].sum() / timings[:, 0].sum()
+        print("train_img_per_s=%.1f data_wait_frac=%.4f" % (img_per_s, wait_frac))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Benchmark: how real the faces of the TF port and of its PyTorch peer look after the same
+training time (project addition beside Part 5).
+
+Trains the project's DCGAN (gantut_gan.DCGAN.train_step, as bench/train_throughput.py does) and
+then its PyTorch peer (bench/torch_peer.py, needs bench/requirements.txt) for the same wall time
+each, with as many threads, on the same batches and noise. Real images held out from training
+are the reference. Each model then draws the same noise into samples (batch norm in inference
+mode) that gantut_metrics scores: face rate and face Frechet distance (FD) against the held-out
+images, with the sliced Wasserstein distance and the real images' own figures printed above.
+8x8 grids of the first samples go to --data_dir. Last line:
+
+    ours_face_rate=<a> peer_face_rate=<b> ours_fd=<c> peer_fd=<d>
+
+    .venv/bin/python bench/quality.py --dataset demo --minutes 3 --threads 2
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import gantut_metrics  # noqa: E402
+from gantut_datafuncs import load_dataset  # noqa: E402
+from gantut_imgfuncs import inverse_transform, save_images, to_uint8  # noqa: E402
+from gantut_trainer import ALL_CORES  # noqa: E402
+from train_throughput import (demo_images, tf_training, torch_peer_model,  # noqa: E402
+                              training_work)
+
+IMAGE_SIZE = 64
+BATCH_SIZE = 64
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default="demo",
+                        help="folder of 64x64 aligned face images (searched recursively), or "
+                             "'demo' for the trainer's 4,000 cartoon faces [demo]")
+    parser.add_argument("--minutes", type=float, default=3.0,
+                        help="training time of each model, in minutes [3]")
+    parser.add_argument("--threads", type=int, default=ALL_CORES,
+                        help="threads of each framework [every core: %d]" % ALL_CORES)
+    parser.add_argument("--samples", type=int, default=1000,
+                        help="samples drawn from each model and real images held out from "
+                             "training to score them against [1000]")
+    parser.add_argument("--bf16", action="store_true",
+                        help="train ours in oneDNN bfloat16 mixed precision, as the trainer's "
+                             "--bf16 (the peer stays float32)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the held-out split, the sample noise and the metrics [0]")
+    parser.add_argument("--data_dir", default=os.path.join(tempfile.gettempdir(), "gantut_bench"),
+                        help="where the demo faces, image caches and sample grids go "
+                             "[%(default)s]")
+    return parser.parse_args()
+
+
+def load_images(dataset, data_dir):
+    """The data set as a uint8 array: the demo faces, or a folder's images through the
+    trainer's cache (kept in `data_dir`, one cache folder per data set folder name)."""
+    if dataset == "demo":
+        return demo_images(data_dir, IMAGE_SIZE)
+    folder = os.path.abspath(os.path.expanduser(dataset))
+    cache = os.path.join(data_dir, "cache_" + os.path.basename(folder))
+    return load_dataset(folder, IMAGE_SIZE, cache_dir=cache)
+
+
+def split_held_out(images, count, seed):
+    """(training images, `count` real images held out from training), a random split."""
+    if len(images) < count + BATCH_SIZE:
+        raise SystemExit("error: %d images are too few to hold out --samples %d and still "
+                         "train; lower --samples" % (len(images), count))
+    order = np.random.default_rng(seed).permutation(len(images))
+    return images[np.sort(order[count:])], np.asarray(images[np.sort(order[:count])])
+
+
+def train_for(train_step, work, seconds):
+    """Train on (batch, noise) pairs from `work` until `seconds` have passed; return the steps."""
+    deadline = time.perf_counter() + seconds
+    steps = 0
+    while time.perf_counter() < deadline:
+        train_step(*next(work))
+        steps += 1
+    return steps
+
+
+def as_uint8(samples):
+    """Generator output in [-1, 1] as the uint8 images gantut_metrics takes."""
+    return to_uint8(inverse_transform(samples))
+
+
+def train_and_sample(args, training_images, sample_z):
+    """{name: (steps trained, samples of sample_z in [-1, 1])} for ours and for the peer."""
+    seconds = 60 * args.minutes
+    with tf_training(args.threads, args.bf16, IMAGE_SIZE, BATCH_SIZE) as (dcgan, train_tf):
+        ours_steps = train_for(train_tf, training_work(training_images, BATCH_SIZE), seconds)
+        ours = dcgan.sess.run(dcgan.G, {dcgan.z: sample_z, dcgan.is_training: False})
+    peer_model = torch_peer_model(args.threads, IMAGE_SIZE)
+    peer_steps = train_for(peer_model.train_step, training_work(training_images, BATCH_SIZE),
+                           seconds)
+    return {"ours": (ours_steps, ours), "peer": (peer_steps, peer_model.generate(sample_z))}
+
+
+def main():
+    args = parse_args()
+    training_images, held_out = split_held_out(load_images(args.dataset, args.data_dir),
+                                               args.samples, args.seed)
+    sample_z = np.random.default_rng(args.seed).uniform(-1, 1, [args.samples, 100])
+    results = train_and_sample(args, training_images, sample_z)
+    figures = {}
+    for name, (steps, samples) in results.items():
+        grid = save_images(samples[:64], (8, 8),
+                           os.path.join(args.data_dir, "quality_%s.png" % name))
+        started = time.perf_counter()
+        figures[name] = gantut_metrics.evaluate(as_uint8(samples), held_out, args.seed)
+        print("%s: %d steps in %g min, evaluated in %.0f s, grid %s"
+              % (name, steps, args.minutes, time.perf_counter() - started, grid))
+        print("  " + " ".join("%s=%.4g" % item for item in sorted(figures[name].items())))
+    print("ours_face_rate=%.3f peer_face_rate=%.3f ours_fd=%.4f peer_fd=%.4f"
+          % (figures["ours"]["face_rate"], figures["peer"]["face_rate"],
+             figures["ours"]["face_fd"], figures["peer"]["face_fd"]))
+
+
+if __name__ == "__main__":
+    main()
