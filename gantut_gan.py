@@ -13,7 +13,9 @@ The layer count follows `image_size`: G starts at 4x4 and doubles up to the imag
 the image down to 4x4. Channel widths are multiples of `gf_dim`/`df_dim`: 8, 4, 2, 1 for 64x64
 images, as in the post, capped at 8 for bigger images.
 """
+import csv
 import glob
+import io
 import os
 import signal
 import sys
@@ -24,8 +26,10 @@ import tensorflow.compat.v1 as tf
 
 from gantut_datafuncs import (batch_norm, conv2d, conv2d_transpose, dataset_files,  # noqa: F401
                               feed_batches, linear, load_dataset, lrelu)
-from gantut_imgfuncs import grid_shape, save_gif, save_images, transform
-from gantut_utils import format_seconds
+import gantut_metrics
+from gantut_imgfuncs import (grid_shape, inverse_transform, save_gif, save_images, to_uint8,
+                             transform)
+from gantut_utils import atomic_path, format_seconds
 
 # dataset_files is re-exported: the post defined it in this module.
 __all__ = ["DCGAN", "dataset_files", "valid_image_size"]
@@ -191,12 +195,16 @@ class DCGAN(object):
 
         `config` carries the trainer's flags: epoch, learning_rate, beta1, train_size,
         batch_size, dataset, sample_dir, checkpoint_dir, logs_dir, sample_freq, ckpt_freq,
-        summary_freq, seed, max_to_keep, progress_gif. Ctrl-C or SIGTERM saves a checkpoint
-        after the step under way and returns; a later call with the same folders resumes.
+        summary_freq, seed, max_to_keep, progress_gif, holdout, eval_every_epoch,
+        eval_samples. Ctrl-C or SIGTERM saves a checkpoint after the step under way and
+        returns; a later call with the same folders resumes.
         """
         if images is None:
             images = load_dataset(config.dataset, self.image_size, self.c_dim, self.is_crop,
                                   config.train_size, cache_dir=config.checkpoint_dir)
+        train_rows, holdout_rows = split_holdout(len(images), config.holdout)
+        self.holdout_images = images[holdout_rows[:config.eval_samples]]
+        batches = len(train_rows) // self.batch_size
         d_optim, g_optim = self.optimizers(config.learning_rate, config.beta1)
         self.saver = tf.train.Saver(max_to_keep=config.max_to_keep)
         self.sess.run(tf.global_variables_initializer())
@@ -205,20 +213,20 @@ class DCGAN(object):
         self.sample_images = transform(images[:self.sample_size], is_crop=False)
         save_images(self.sample_images, grid_shape(len(self.sample_images)),
                     os.path.join(config.sample_dir, "real_samples.png"))
-        speed = Speedometer(step, config.epoch * (len(images) // self.batch_size),
-                            self.batch_size)
+        speed = Speedometer(step, config.epoch * batches, self.batch_size)
         try:
             with StopRequest() as stop:
                 for epoch in range(start_epoch, config.epoch):
                     for idx, batch in feed_batches(images, self.batch_size, self.data_seed, epoch,
-                                                   start_batch if epoch == start_epoch else 0):
+                                                   start_batch if epoch == start_epoch else 0,
+                                                   rows=train_rows):
                         step += 1
                         batch_z = self.rng.uniform(-1, 1, [self.batch_size, self.z_dim])
                         errD, errG = self.train_step(
                             d_optim, g_optim, batch, batch_z,
                             step if step % config.summary_freq == 0 else None)
                         print("Epoch [%2d] [%4d/%4d] time: %4.4f, d_loss: %.8f, g_loss: %.8f, %s"
-                              % (epoch, idx, len(images) // self.batch_size, speed.elapsed(),
+                              % (epoch, idx, batches, speed.elapsed(),
                                  errD, errG, speed.report(step)))
                         check_finite(step, epoch, idx, config, d_loss=errD, g_loss=errG)
                         if step % config.sample_freq == 0:
@@ -249,11 +257,36 @@ class DCGAN(object):
         return step, epoch, batch
 
     def end_epoch(self, config, epoch, step):
-        """The epoch's grid (and the progress GIF), then a checkpoint that starts the next one."""
+        """The epoch's grid (and the progress GIF), the quality figures on the held-out images,
+        then a checkpoint that starts the next epoch."""
         self.sample(config.sample_dir, "epoch_%02d.png" % epoch)
         if config.progress_gif:
             write_progress_gif(config.sample_dir, epoch + 1)
+        if config.eval_every_epoch and len(self.holdout_images):
+            self.log_metrics(config.logs_dir, epoch, step, self.evaluate(self.holdout_images))
         self.save(config.checkpoint_dir, step, (step, epoch + 1, 0))
+
+    def evaluate(self, real, seed=0):
+        """Quality figures of as many generated images as `real` ones (uint8), see gantut_metrics.
+
+        The noise comes from `seed`, so figures of successive epochs compare like with like.
+        """
+        z = np.random.default_rng(seed).uniform(-1, 1, [len(real), self.z_dim])
+        chunks = np.array_split(z, max(1, len(z) // self.batch_size))
+        samples = np.concatenate([self.generate(chunk) for chunk in chunks])
+        return gantut_metrics.evaluate(to_uint8(inverse_transform(samples)), real, seed)
+
+    def log_metrics(self, logs_dir, epoch, step, figures):
+        """Print the figures, write them as TensorBoard scalars `metrics/NAME` and add a row to
+        logs_dir/metrics.csv."""
+        print(" [*] epoch %d quality: %s" % (epoch, ", ".join(
+            "%s %.4g" % item for item in figures.items())))
+        self.writer.add_summary(tf.Summary(value=[
+            tf.Summary.Value(tag="metrics/" + name, simple_value=value)
+            for name, value in figures.items()]), step)
+        self.writer.flush()
+        append_csv_row(os.path.join(logs_dir, "metrics.csv"),
+                       dict(epoch=epoch, step=step, **figures))
 
     def optimizers(self, learning_rate, beta1):
         """Adam for D and for G, each running its own batch-norm updates (Part 4)."""
@@ -405,7 +438,8 @@ class DCGAN(object):
                                  "df_dim); use those, or a new --checkpoint_dir."
                                  % (path, first_line(err)))
             # Let the Saver's max_to_keep also retire the checkpoints of earlier runs.
-            self.saver.recover_last_checkpoints(paths[::-1])
+            self.saver.set_last_checkpoints_with_time(
+                [(p, os.path.getmtime(p + ".index")) for p in reversed(paths)])
             print(" [*] Restored %s" % path)
             return True
         return False
@@ -444,6 +478,31 @@ def first_line(err):
     """The first line of an exception's message, for one-line error reports."""
     text = getattr(err, "message", None) or str(err)
     return text.strip().splitlines()[0] if text.strip() else type(err).__name__
+
+
+def split_holdout(n_images, share):
+    """Row indices (train, held out): a fixed `share` of the images that training never sees.
+
+    Drawn from a fixed seed, not --seed, so the split stays the same across runs and resumes.
+    """
+    held_out = np.zeros(n_images, bool)
+    held_out[np.random.default_rng(0).permutation(n_images)[:int(n_images * share)]] = True
+    return np.flatnonzero(~held_out), np.flatnonzero(held_out)
+
+
+def append_csv_row(path, row):
+    """Add `row` (a dict) to the CSV file `path`, header first if new; whole or not at all."""
+    old = ""
+    if os.path.exists(path):
+        with open(path) as existing:
+            old = existing.read()
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(row))
+    if not old:
+        writer.writeheader()
+    writer.writerow(row)
+    with atomic_path(path) as tmp, open(tmp, "w") as out:
+        out.write(old + text.getvalue())
 
 
 def write_progress_gif(sample_dir, epochs):

@@ -28,7 +28,7 @@ from tensorflow.core.protobuf import rewriter_config_pb2
 
 from gantut_complete import CompletionError, complete_images
 from gantut_datafuncs import DatasetError, load_dataset
-from gantut_gan import DCGAN, TrainingError, valid_image_size
+from gantut_gan import DCGAN, TrainingError, split_holdout, valid_image_size
 from gantut_imgfuncs import grid_shape, inverse_transform, save_images, to_uint8
 from gantut_utils import FolderBusy, atomic_path, folder_lock, remove_stale_temp_files
 from gantut_quiz import write_quiz
@@ -89,6 +89,18 @@ flags.DEFINE_string("outDir", "completions", "Folder for completion output [comp
 flags.DEFINE_string("turing_quiz", None,
                     "Write the 'Real or Fake?' quiz page (8 real faces from --dataset, 8 "
                     "generated) to this HTML file [off]")
+# Knowing how good it is (project addition; gantut_metrics.py).
+flags.DEFINE_boolean("eval_every_epoch", True,
+                     "At the end of each epoch, compare generated faces with held-out real ones: "
+                     "face rate, face Frechet distance, sliced Wasserstein distance; written to "
+                     "TensorBoard (metrics/...) and logs_dir/metrics.csv [True]")
+flags.DEFINE_integer("eval_samples", 1000,
+                     "At most this many held-out images (and as many generated) per evaluation "
+                     "[1000]")
+flags.DEFINE_float("holdout", 0.02, "Share of the images that training never sees, kept for "
+                   "evaluation [0.02]")
+flags.DEFINE_boolean("evaluate", False,
+                     "With --train=False, evaluate the checkpoint on the held-out images [False]")
 FLAGS = flags.FLAGS
 
 # The flags that fix the model's variables; recorded beside the checkpoints.
@@ -99,7 +111,7 @@ for name, at_least in (("epoch", 1), ("batch_size", 1), ("train_size", 1), ("c_d
                        ("z_dim", 1), ("gf_dim", 1), ("df_dim", 1), ("demo_images", 1),
                        ("sample_freq", 1), ("ckpt_freq", 1), ("summary_freq", 1),
                        ("max_to_keep", 0), ("threads", 1), ("n_samples", 1), ("nIter", 0),
-                       ("lam", 0)):
+                       ("lam", 0), ("eval_samples", 1)):
     flags.register_validator(name, lambda value, least=at_least: value >= least,
                              message="--%s must be at least %s" % (name, at_least))
 flags.register_validator("image_size", valid_image_size,
@@ -111,6 +123,8 @@ flags.register_validator("learning_rate", lambda value: value > 0,
                          message="--learning_rate must be above 0")
 flags.register_validator("beta1", lambda value: 0 <= value < 1,
                          message="--beta1 must be in [0, 1)")
+flags.register_validator("holdout", lambda value: 0 <= value < 1,
+                         message="--holdout must be in [0, 1)")
 
 
 def session_config(threads, bf16):
@@ -216,7 +230,9 @@ def train():
 def use_trained_model():
     """Load the newest checkpoint and generate, complete or write the quiz (Parts 1 and 5)."""
     shape = saved_model_shape()
-    real = load_images(shape, 8, "the quiz's 8") if FLAGS.turing_quiz else None
+    real = None
+    if FLAGS.turing_quiz or FLAGS.evaluate:
+        real = load_images(shape, 8, "8" if FLAGS.turing_quiz else "enough to hold some out")
     with tf.Graph().as_default(), \
             tf.Session(config=session_config(FLAGS.threads, FLAGS.bf16)) as sess:
         dcgan = DCGAN(sess, batch_size=FLAGS.batch_size, lam=FLAGS.lam,
@@ -233,6 +249,8 @@ def use_trained_model():
                 complete_images(dcgan, FLAGS)
             except CompletionError as err:
                 sys.exit("error: %s" % err)
+        elif FLAGS.evaluate:
+            evaluate_checkpoint(dcgan, real)
         elif FLAGS.turing_quiz:
             fake = dcgan.generate(rng.uniform(-1, 1, [8, dcgan.z_dim]))
             real = real[np.sort(rng.choice(len(real), 8, replace=False))]
@@ -240,6 +258,20 @@ def use_trained_model():
             print(" [*] wrote the quiz to %s" % FLAGS.turing_quiz)
         else:
             write_samples(dcgan, rng)
+
+
+def evaluate_checkpoint(dcgan, images):
+    """--train=False --evaluate: the quality figures of the checkpoint, logged as in training."""
+    _, holdout = split_holdout(len(images), FLAGS.holdout)
+    if not len(holdout):
+        sys.exit("error: --holdout %g of %d images holds out none; raise --holdout or add images"
+                 % (FLAGS.holdout, len(images)))
+    step, epoch, batch, _ = dcgan.sess.run(dcgan.counters)
+    dcgan.writer = tf.summary.FileWriter(FLAGS.logs_dir)
+    # A checkpoint saved at an epoch's end already points at the next epoch.
+    figures = dcgan.evaluate(images[holdout[:FLAGS.eval_samples]])
+    dcgan.log_metrics(FLAGS.logs_dir, epoch - (batch == 0), step, figures)
+    dcgan.writer.close()
 
 
 def write_samples(dcgan, rng):
@@ -265,7 +297,8 @@ def write_samples(dcgan, rng):
 def main(_):
     # One progress line at a time, also when stdout is a pipe or a cluster job's log file.
     sys.stdout.reconfigure(line_buffering=True)
-    if FLAGS.complete or FLAGS.turing_quiz or not FLAGS.train:
+    tf.logging.set_verbosity(tf.logging.WARN)  # our own lines say what is restored and saved
+    if FLAGS.complete or FLAGS.turing_quiz or FLAGS.evaluate or not FLAGS.train:
         use_trained_model()
     else:
         train()

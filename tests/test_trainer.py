@@ -1,4 +1,5 @@
 """Part 5: gantut_trainer.py run as a real subprocess on tiny real datasets."""
+import csv
 import glob
 import os
 import re
@@ -186,3 +187,29 @@ def test_grayscale_model_trains(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     with Image.open(tmp_path / "samples" / "epoch_00.png") as grid:
         assert grid.mode == "L"
+
+
+def test_quality_figures_each_epoch_and_for_a_checkpoint(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    write_images(str(tmp_path / "faces"), 24, 16)
+    result = run_trainer(str(tmp_path), "--dataset", "faces", "--epoch", "2", "--holdout", "0.25",
+                         *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert progress(result.stdout)[-1] == (1, 3)  # 6 images held out: 18 train, 4 batches
+    with open(tmp_path / "logs" / "metrics.csv") as table:
+        rows = list(csv.DictReader(table))
+    assert [(r["epoch"], r["step"]) for r in rows] == [("0", "4"), ("1", "8")]
+    for row in rows:
+        assert 0 <= float(row["face_rate"]) <= 1 and float(row["face_fd"]) >= 0
+        assert float(row["swd"]) > 0
+    events = EventAccumulator(str(tmp_path / "logs"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("metrics/face_fd")] == [4, 8]
+
+    again = run_trainer(str(tmp_path), "--train=False", "--evaluate", "--dataset", "faces",
+                        "--holdout", "0.25")
+    assert again.returncode == 0, again.stderr[-3000:]
+    with open(tmp_path / "logs" / "metrics.csv") as table:
+        rows = list(csv.DictReader(table))
+    assert [(r["epoch"], r["step"]) for r in rows][-1] == ("1", "8")
+    assert len(rows) == 3
