@@ -271,15 +271,17 @@ def remove_stale_caches(cache_dir):
             os.remove(os.path.join(cache_dir, name))
 
 
-def epoch_batches(n_images, batch_size, seed, epoch, start=0):
+def epoch_batches(rows, batch_size, seed, epoch, start=0):
     """Yield (index, image indices) for the batches of one epoch, from batch `start` (Part 4).
 
+    `rows` are the indices of the images to train on (an int n stands for all of 0..n-1).
     Each epoch is a fresh shuffle that depends only on (seed, epoch), so a resumed run sees the
     same order and can skip exactly the batches it already trained on. The last partial batch
     is dropped, as in the post.
     """
-    order = np.random.default_rng([seed, epoch]).permutation(n_images)
-    for index in range(start, n_images // batch_size):
+    rows = np.arange(rows) if np.isscalar(rows) else np.asarray(rows)
+    order = rows[np.random.default_rng([seed, epoch]).permutation(len(rows))]
+    for index in range(start, len(rows) // batch_size):
         yield index, np.sort(order[index * batch_size:(index + 1) * batch_size])
 
 
@@ -310,7 +312,11 @@ def prefetch(items, depth=2):
         yield item
 
 
-def feed_batches(images, batch_size, seed, epoch, start=0):
-    """Yield (index, float batch in [-1, 1]) for one epoch, prepared ahead of time (Part 4)."""
-    return prefetch((index, transform(images[rows], is_crop=False))
-                    for index, rows in epoch_batches(len(images), batch_size, seed, epoch, start))
+def feed_batches(images, batch_size, seed, epoch, start=0, rows=None):
+    """Yield (index, float batch in [-1, 1]) for one epoch, prepared ahead of time (Part 4).
+
+    `rows` limits training to those images (the rest held out for evaluation); default all.
+    """
+    rows = len(images) if rows is None else rows
+    return prefetch((index, transform(images[batch], is_crop=False))
+                    for index, batch in epoch_batches(rows, batch_size, seed, epoch, start))
