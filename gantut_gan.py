@@ -308,14 +308,14 @@ class DCGAN(object):
         printed g_loss is the one of the second G update. With a `summary_step`, the same runs
         also fetch the summaries and write them at that step.
         """
-        feed = {self.images: batch_images, self.z: batch_z, self.is_training: True}
+        g_feed = {self.z: batch_z, self.is_training: True}  # G's loss needs no real images
         with_summaries = summary_step is not None
         fetch_d = [d_optim, self.d_loss] + ([self.d_sum] if with_summaries else [])
         fetch_g = [g_optim, self.g_loss] + ([self.g_sum] if with_summaries else [])
-        results = [self.sess.run(fetch_d, feed)]
+        results = [self.sess.run(fetch_d, {self.images: batch_images, **g_feed})]
         # Two G updates per D update, "so that the discriminator loss does not converge to
         # zero too quickly".
-        results += [self.sess.run(fetch_g, feed) for _ in range(2)]
+        results += [self.sess.run(fetch_g, g_feed) for _ in range(2)]
         if with_summaries:
             for result in (results[0], results[-1]):
                 self.writer.add_summary(result[2], summary_step)

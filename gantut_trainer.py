@@ -35,6 +35,16 @@ from gantut_quiz import write_quiz
 
 ALL_CORES = len(os.sched_getaffinity(0))
 
+
+def cpu_has_bf16():
+    """True if this CPU computes in bfloat16 natively (AVX512-BF16 or AMX), as Linux reports."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags_line = next(line for line in cpuinfo if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return False
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags_line.split()))
+
 flags = tf.app.flags
 flags.DEFINE_integer("epoch", 20, "Epochs to train [20]")
 flags.DEFINE_float("learning_rate", 0.0002, "Learning rate of Adam [0.0002]")
@@ -65,9 +75,12 @@ flags.DEFINE_integer("threads", ALL_CORES,
                      "will otherwise take every core on a shared cluster [every core this "
                      "process may use: %d]" % ALL_CORES)
 flags.DEFINE_integer("seed", None, "Random seed for weights, noise and data order [random]")
-flags.DEFINE_boolean("bf16", False,
-                     "Let oneDNN run the graph in bfloat16 mixed precision: faster on CPUs with "
-                     "AVX512-BF16 or AMX; sample quality not yet compared with float32 [False]")
+CPU_HAS_BF16 = cpu_has_bf16()
+flags.DEFINE_boolean("bf16", CPU_HAS_BF16,
+                     "Let oneDNN run the graph in bfloat16 mixed precision (its auto mixed "
+                     "precision rewrite): about 1.5x faster on CPUs with AVX512-BF16 or AMX, with "
+                     "no loss of quality measured (README); --nobf16 for float32 [on where the "
+                     "CPU has bfloat16 instructions; here: %s]" % CPU_HAS_BF16)
 flags.DEFINE_boolean("progress_gif", True,
                      "Animate the end-of-epoch grids into sample_dir/progress.gif [True]")
 # Using the trained model (Parts 1 and 5).
