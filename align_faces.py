@@ -25,15 +25,16 @@ import multiprocessing
 import os
 import re
 import signal
-import socket
 import sys
-import time
 import warnings
 
 import cv2
 import dlib
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
+
+from gantut_imgfuncs import center_crop, open_image
+from gantut_utils import Progress, atomic_path, image_files, remove_stale_temp_files
 
 # OpenFace's mean face: the 68 dlib landmarks averaged over aligned faces
 # (openface/align_dlib.py), as (x, y).
@@ -83,8 +84,6 @@ OUTER_EYES_AND_NOSE = [36, 45, 33]
 LANDMARK_INDICES = {'innerEyesAndBottomLip': INNER_EYES_AND_BOTTOM_LIP,
                     'outerEyesAndNose': OUTER_EYES_AND_NOSE}
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
-
 # HOG detection time grows with the pixel count (about 1 s for 2000x2000 with
 # one upsampling), so larger photos are searched on a copy this big at most.
 DETECT_MAX_SIDE = 1024
@@ -101,9 +100,6 @@ MAX_WARP_SHRINK = 2.0
 # Output names keep this many bytes of the input's path, leaving room in the
 # 255-byte file name limit for the hash and the temp suffix.
 NAME_STEM_MAX_BYTES = 150
-
-TEMP_NAME = re.compile(r'^\..*~(?P<pid>\d+)@(?P<host>[^~]*)\.tmp$')
-HOST = socket.gethostname()
 
 
 class Outcome(str, enum.Enum):
@@ -218,58 +214,7 @@ def align_image(rgb, size=64, landmarks='innerEyesAndBottomLip', models=None,
     return warp_to_template(rgb, points, size, LANDMARK_INDICES[landmarks]), None
 
 
-def center_crop(rgb, size):
-    """Part 2: the largest centred square of the image, resized to size x size (the --fallback)."""
-    height, width = rgb.shape[:2]
-    side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
-    return cv2.resize(rgb[top:top + side, left:left + side], (size, size),
-                      interpolation=cv2.INTER_AREA)
-
-
-# --- Reading photos -------------------------------------------------------------
-
-def to_rgb_array(image):
-    """Part 2: a Pillow image of any mode as an 8-bit RGB array."""
-    if image.mode.startswith('I'):
-        # 16-bit grey levels (PNG): Pillow's convert clips them at 255
-        # instead of scaling, which would turn most photos white.
-        grey = np.clip(np.asarray(image).astype(np.float32) / 257, 0, 255)
-        image = Image.fromarray(grey.round().astype(np.uint8))
-    if image.mode in ('RGBA', 'LA', 'PA') or 'transparency' in image.info:
-        # Transparent pixels keep an arbitrary colour (often black); show them
-        # as viewers do, on white.
-        rgba = image.convert('RGBA')
-        image = Image.alpha_composite(Image.new('RGBA', rgba.size, 'white'), rgba)
-    # Converting copies the pixels, which costs seconds on a 10000x10000 photo.
-    return np.asarray(image if image.mode == 'RGB' else image.convert('RGB'))
-
-
-def read_rgb(path):
-    """Part 2: a photo as an upright 8-bit RGB array (EXIF rotation applied).
-
-    Raises whatever Pillow raises for a broken file, including
-    Image.DecompressionBombError past twice Pillow's pixel limit.
-    """
-    with Image.open(path) as image:
-        # In place: a copy costs seconds on a 10000x10000 photo.
-        ImageOps.exif_transpose(image, in_place=True)
-        return to_rgb_array(image)
-
-
-# --- Files: listing, naming, sharding, atomic writes ------------------------------
-
-def list_images(input_dir, skip_dir=None):
-    """Part 2: sorted paths, relative to input_dir, of its .jpg/.jpeg/.png files (any case), recursively."""
-    found = []
-    for folder, subfolders, files in os.walk(input_dir):
-        # Never read back our own output when it lies inside the input.
-        subfolders[:] = [name for name in subfolders
-                         if not skip_dir or not os.path.samefile(os.path.join(folder, name), skip_dir)]
-        found += [os.path.relpath(os.path.join(folder, name), input_dir)
-                  for name in files if name.lower().endswith(IMAGE_EXTENSIONS)]
-    return sorted(found)
-
+# --- Files: naming and sharding --------------------------------------------------
 
 def path_digest(relative_path):
     """Part 2: a stable hex digest of a relative path, the same on every machine."""
@@ -298,47 +243,6 @@ def in_shard(relative_path, shard):
     return int(path_digest(relative_path), 16) % count == index - 1
 
 
-def write_atomically(path, write):
-    """Part 2: write(file) into a temp name beside path, then rename it to path.
-
-    A killed run so leaves either the whole file or a hidden .tmp, never a
-    half-written image under the final name.
-    """
-    folder, name = os.path.split(path)
-    temp_path = os.path.join(folder, f'.{name}~{os.getpid()}@{HOST}.tmp')
-    with open(temp_path, 'wb') as file:
-        write(file)
-    os.replace(temp_path, path)
-
-
-def write_png_atomically(rgb, path):
-    """Part 2: save an RGB array as a PNG file, atomically."""
-    write_atomically(path, lambda file: Image.fromarray(rgb).save(file, format='PNG'))
-
-
-def process_is_alive(pid):
-    """Part 2: whether a process with this id runs on this machine."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale_temp_files(output_dir):
-    """Part 2: delete temp files left by killed runs of this machine (their process is gone).
-
-    Temp files of live processes or other machines (shards sharing the folder)
-    are left alone.
-    """
-    for name in os.listdir(output_dir):
-        match = TEMP_NAME.match(name)
-        if match and match['host'] == HOST and not process_is_alive(int(match['pid'])):
-            os.remove(os.path.join(output_dir, name))
-
-
 # --- One worker process per core ------------------------------------------------
 
 _worker = {}  # a Pool initializer can hand state to its tasks only through globals
@@ -361,53 +265,21 @@ def process_file(job):
     relative_path, input_path, output_path = job
     settings = _worker['settings']
     try:
-        rgb = read_rgb(input_path)
+        rgb = np.asarray(open_image(input_path))
     except Exception as error:  # Pillow raises many types for broken files
         return relative_path, Outcome.UNREADABLE, f'{type(error).__name__}: {error}'
     crop, failure = align_image(rgb, settings.size, settings.landmarks, _worker['models'],
                                 settings.upsample, settings.skip_multi)
     if failure is Outcome.NO_FACE and settings.fallback == 'center':
-        crop, failure = center_crop(rgb, settings.size), Outcome.CENTER_CROP
+        side = min(rgb.shape[:2])  # the largest centred square
+        crop, failure = center_crop(rgb, side, resize_w=settings.size), Outcome.CENTER_CROP
     if crop is not None:
-        write_png_atomically(crop, output_path)
+        with atomic_path(output_path) as temp_path:
+            Image.fromarray(crop).save(temp_path)
     return relative_path, failure or Outcome.ALIGNED, ''
 
 
 # --- Progress, report and the whole run -------------------------------------------
-
-def format_duration(seconds):
-    """Part 2: seconds as h:mm:ss for the progress line."""
-    minutes, seconds = divmod(int(seconds), 60)
-    return f'{minutes // 60}:{minutes % 60:02d}:{seconds:02d}'
-
-
-class Progress:
-    """Part 2: a progress line with rate and ETA on stderr, at most once per interval."""
-
-    def __init__(self, total, stream):
-        self.total, self.done, self.stream = total, 0, stream
-        self.on_terminal = stream.isatty()
-        # A terminal gets a line updated in place every second; a log file a
-        # new line every 10 s, so a long run does not flood it.
-        self.interval = 1.0 if self.on_terminal else 10.0
-        self.started = self.shown = time.monotonic()
-
-    def advance(self):
-        """Part 2: count one finished image and show the line when it is due."""
-        self.done += 1
-        now = time.monotonic()
-        if now - self.shown >= self.interval or self.done == self.total:
-            self.shown = now
-            rate = self.done / max(now - self.started, 1e-6)
-            end = '\r' if self.on_terminal and self.done < self.total else '\n'
-            self.stream.write(f'{self.done}/{self.total} images, {rate:.1f} img/s, '
-                              f'ETA {format_duration((self.total - self.done) / rate)}{end}')
-            self.stream.flush()
-
-    def note(self, message):
-        """Part 2: print a message on its own line, clearing a progress line in the way."""
-        self.stream.write(('\r\033[K' if self.on_terminal else '') + message + '\n')
-
 
 def summary_line(counts):
     """Part 2: 'aligned: N; already there: N; ...' with every Outcome."""
@@ -424,8 +296,8 @@ def report_path(output_dir, shard):
 def write_report(path, counts, failures):
     """Part 2: the summary and one 'outcome<TAB>input path<TAB>reason' line per image not aligned."""
     lines = [f'# {summary_line(counts)}'] + ['\t'.join(failure) for failure in sorted(failures)]
-    text = '\n'.join(lines) + '\n'
-    write_atomically(path, lambda file: file.write(os.fsencode(text)))
+    with atomic_path(path) as temp_path, open(temp_path, 'wb') as file:
+        file.write(os.fsencode('\n'.join(lines) + '\n'))
 
 
 def plan_jobs(input_dir, output_dir, shard, counts):
@@ -435,7 +307,7 @@ def plan_jobs(input_dir, output_dir, shard, counts):
     """
     existing = set(os.listdir(output_dir))
     jobs = []
-    for relative_path in list_images(input_dir, skip_dir=output_dir):
+    for relative_path in image_files(input_dir, skip_dir=output_dir):
         if not in_shard(relative_path, shard):
             continue
         name = output_name(relative_path)
@@ -458,7 +330,7 @@ def align_folder(input_dir, output_dir, settings, workers, shard=(1, 1), stream=
     jobs = plan_jobs(input_dir, output_dir, shard, counts)
     failures = []
     if jobs:
-        progress = Progress(len(jobs), stream or sys.stderr)
+        progress = Progress('aligning', len(jobs), 'images', stream)
         # Fresh processes rather than forks: a fork of a process that has
         # started threads (OpenCV's pool, TensorFlow) can deadlock in them.
         spawn = multiprocessing.get_context('spawn')

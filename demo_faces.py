@@ -21,8 +21,6 @@ import math
 import multiprocessing
 import os
 import re
-import sys
-import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -30,7 +28,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from PIL.PngImagePlugin import PngInfo
 
-from gantut_utils import atomic_path
+from gantut_utils import Progress, atomic_path, read_json
 
 # Bump whenever a change to the drawing changes the pixels, so that stored datasets are redrawn.
 DRAWING_VERSION = 1
@@ -424,36 +422,16 @@ def _save_face(folder, index, size, seed):
         draw_face(params, size).save(tmp, format="PNG", pnginfo=info)
 
 
-class _Progress:
-    """Counts saved faces; reports count, rate and ETA to stderr about once a second."""
-
-    def __init__(self, total):
-        self.total, self.done = total, 0
-        self.start = self.last_report = time.monotonic()
-
-    def step(self):
-        """Count one more saved face and report if a second has passed since the last report."""
-        self.done += 1
-        now = time.monotonic()
-        finished_slowly = self.done == self.total and now - self.start >= 1.0
-        if now - self.last_report >= 1.0 or finished_slowly:
-            self.last_report = now
-            rate = self.done / (now - self.start)
-            print("demo faces: %d/%d drawn, %.0f/s, ETA %.0f s"
-                  % (self.done, self.total, rate, (self.total - self.done) / rate),
-                  file=sys.stderr, flush=True)
-
-
 def _draw_faces(folder, indices, size, seed):
     """Draw and save the given faces, over all cores when there are enough of them."""
     save = functools.partial(_save_face, folder, size=size, seed=seed)
     workers = os.cpu_count() or 1
     parallel = workers > 1 and len(indices) >= PARALLEL_MIN_IMAGES
-    progress = _Progress(len(indices))
+    progress = Progress("demo faces", len(indices), "faces")
     with multiprocessing.Pool(workers) if parallel else nullcontext() as pool:
         saved = pool.imap_unordered(save, indices, chunksize=32) if parallel else map(save, indices)
         for _ in saved:
-            progress.step()
+            progress.advance()
 
 
 def _remove_surplus(folder, n_images):
@@ -474,7 +452,7 @@ def make_demo_dataset(folder, n_images=4000, size=64, seed=0):
     folder = os.fspath(folder)
     spec = {"n_images": n_images, "size": size, "seed": seed, "version": DRAWING_VERSION}
     marker = os.path.join(folder, MARKER_NAME)
-    if _read_json(marker) == spec:
+    if read_json(marker) == spec:
         return folder
     os.makedirs(folder, exist_ok=True)
     _remove_surplus(folder, n_images)
@@ -483,15 +461,6 @@ def make_demo_dataset(folder, n_images=4000, size=64, seed=0):
     with atomic_path(marker) as tmp, open(tmp, "w") as f:
         json.dump(spec, f, sort_keys=True)
     return folder
-
-
-def _read_json(path):
-    """The JSON value in `path`, or None if it is missing or not valid JSON."""
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
 
 
 def main(argv=None):

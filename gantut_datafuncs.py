@@ -17,18 +17,16 @@ import os
 import queue
 import sys
 import threading
-import time
 
 import numpy as np
 import tensorflow.compat.v1 as tf
 from PIL import Image
 
 from gantut_imgfuncs import center_crop, open_image, transform
-from gantut_utils import atomic_path, report_progress
+from gantut_utils import Progress, atomic_path, image_files
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 # Bump when the decoding changes, so old caches are rebuilt rather than trusted.
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: 16-bit levels scaled by 1/257, tRNS transparency on white
 
 
 # ----------------------------------------------------------------------------------------------
@@ -130,21 +128,10 @@ def dataset_files(root):
 
     The post looked only at the top of the folder, while the alignment step wrote into
     sub-folders, so its own commands found no images. Hidden files (names starting with a dot:
-    our temp files, macOS `._` metadata) are left out.
+    our temp files, macOS `._` metadata) are left out; symlinked folders are followed, each real
+    folder once (see `gantut_utils.image_files`).
     """
-    found, seen = [], set()
-    # Symlinked folders are followed (datasets often live elsewhere), each real folder once,
-    # so a link loop cannot trap the walk.
-    for folder, subfolders, names in os.walk(root, followlinks=True):
-        stat = os.stat(folder)
-        if (stat.st_dev, stat.st_ino) in seen:
-            subfolders[:] = []
-            continue
-        seen.add((stat.st_dev, stat.st_ino))
-        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
-        found.extend(os.path.join(folder, name) for name in sorted(names)
-                     if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS))
-    return found
+    return [os.path.join(root, path) for path in image_files(root)]
 
 
 def decode_image(path, image_size, c_dim, is_crop):
@@ -192,7 +179,7 @@ def decode_to_cache(files, cache_path, image_size, c_dim, is_crop, workers):
     shape = (len(files), image_size, image_size, c_dim)
     skipped = []
     count = 0
-    started = last_report = time.time()
+    progress = Progress("decoding images", len(files))
     with atomic_path(cache_path) as tmp, \
             concurrent.futures.ThreadPoolExecutor(workers) as pool:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
@@ -203,14 +190,12 @@ def decode_to_cache(files, cache_path, image_size, c_dim, is_crop, workers):
                 if reason == "wrong size":
                     raise DatasetError(wrong_size_message(path, image_size))
                 if pixels is None:
-                    print("warning: skipping %s: %s" % (path, reason), file=sys.stderr)
+                    progress.note("warning: skipping %s: %s" % (path, reason))
                     skipped.append(path)
-                    continue
-                array[count] = pixels
-                count += 1
-            if time.time() - last_report > 5 or start + 1024 >= len(files):
-                report_progress("decoding images", start + len(chunk), len(files), started)
-                last_report = time.time()
+                else:
+                    array[count] = pixels
+                    count += 1
+                progress.advance()
         array.flush()
         del array
     return count, skipped

@@ -1,5 +1,6 @@
-"""Small helpers every stage shares: whole-or-nothing file writes, progress lines, and a lock on
-a run's folder (project addition to "Generative Adversarial Network (GAN) in TensorFlow").
+"""Small helpers every stage shares: whole-or-nothing file writes, the image file walk, progress
+lines, and a lock on a run's folder (project addition to "Generative Adversarial Network (GAN) in
+TensorFlow").
 
 None of this is in the posts; it is what lets a run be killed at any moment without losing or
 half-writing anything, and lets long work say how far it has got.
@@ -14,22 +15,35 @@ import time
 
 import numpy as np
 
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
-# The temp names atomic_path makes: .NAME.tmp-PID.EXT
-TEMP_NAME = re.compile(r"^\..*\.tmp-(\d+)(\.[^.]*)?$")
+# This machine's name as it appears in temp names: only [A-Za-z0-9_-], so that its dots cannot
+# pass for the extension.
+HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())
+
+# The temp names atomic_path makes: .STEM.tmp-PID@HOST.EXT. The host keeps the shards of an
+# array job that share a folder on a network filesystem from deleting each other's live files.
+TEMP_NAME = re.compile(r"^\..*\.tmp-(?P<pid>\d+)@(?P<host>[A-Za-z0-9_-]*)(\.[^.]*)?$")
+
+
+def temp_path(path):
+    """The hidden temp name beside `path` that this process writes it under (project helper).
+
+    It keeps the extension, so writers that pick the format from it still work.
+    """
+    folder, name = os.path.split(os.path.abspath(path))
+    stem, ext = os.path.splitext(name)
+    return os.path.join(folder, ".%s.tmp-%d@%s%s" % (stem, os.getpid(), HOST, ext))
 
 
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yield a temp name beside `path`, renamed onto it only if the block succeeds.
+    """Yield a temp name beside `path`, renamed onto it only if the block succeeds (project helper).
 
     For every file a later step reads (sample grids, caches, crops, reports): a run killed
-    mid-write leaves a hidden temp file, never a half-written file under the real name. The temp
-    name keeps the extension, so writers that pick the format from it still work.
+    mid-write leaves a hidden temp file, never a half-written file under the real name.
     """
-    folder, name = os.path.split(os.path.abspath(path))
-    stem, ext = os.path.splitext(name)
-    tmp = os.path.join(folder, ".%s.tmp-%d%s" % (stem, os.getpid(), ext))
+    tmp = temp_path(path)
     try:
         yield tmp
         os.replace(tmp, path)
@@ -39,41 +53,23 @@ def atomic_path(path):
 
 
 def remove_stale_temp_files(folder):
-    """Delete the temp files that killed processes left in `folder`; return how many.
+    """Delete the temp files that killed processes of this machine left in `folder`; return how
+    many (project helper).
 
-    Only files of processes that are gone: a live writer's temp file is left alone.
+    A live writer's temp file is left alone, and so are other machines' (their processes cannot
+    be checked from here).
     """
     removed = 0
     for name in os.listdir(folder) if os.path.isdir(folder) else []:
         match = TEMP_NAME.match(name)
-        if match and not pid_alive(int(match.group(1))):
+        if match and match["host"] == HOST and not pid_alive(int(match["pid"])):
             os.remove(os.path.join(folder, name))
             removed += 1
     return removed
 
 
-def format_seconds(seconds):
-    """`1h02m03s`-style duration for progress lines."""
-    if not np.isfinite(seconds):
-        return "?"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return "%dh%02dm%02ds" % (hours, minutes, secs) if hours else "%dm%02ds" % (minutes, secs)
-
-
-def report_progress(label, done, total, started, out=sys.stderr):
-    """Print a `label: done/total, rate/s, ETA` line.
-
-    Whole lines rather than a refreshed one: they read well in a cluster job's log file too.
-    """
-    rate = done / max(time.time() - started, 1e-9)
-    eta = (total - done) / rate if rate > 0 else float("inf")
-    print("%s: %d/%d, %.0f/s, ETA %s" % (label, done, total, rate, format_seconds(eta)),
-          file=out, flush=True)
-
-
 def pid_alive(pid):
-    """True if a process with this id runs on this machine."""
+    """True if a process with this id runs on this machine (project helper)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -83,13 +79,87 @@ def pid_alive(pid):
     return True
 
 
+def image_files(root, skip_dir=None):
+    """Paths relative to `root` of every .png/.jpg/.jpeg file (any case) below it, sorted
+    (project helper).
+
+    Hidden names (our temp files, macOS `._` metadata) are left out. Symlinked folders are
+    followed (datasets often live elsewhere), each real folder once, so a link loop cannot trap
+    the walk; the folder `skip_dir` (an output folder inside the input) is not entered.
+    """
+    seen = {folder_id(skip_dir)} if skip_dir and os.path.isdir(skip_dir) else set()
+    found = []
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        identity = folder_id(folder)
+        if identity in seen:
+            subfolders[:] = []
+            continue
+        seen.add(identity)
+        # Sorted, so that of two paths to one folder the same one is listed on every run.
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        relative = os.path.relpath(folder, root)
+        found += [name if relative == "." else os.path.join(relative, name) for name in names
+                  if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)]
+    return sorted(found)
+
+
+def folder_id(path):
+    """(device, inode) of a folder, the same through every symlink to it (project helper)."""
+    stat = os.stat(path)
+    return stat.st_dev, stat.st_ino
+
+
+def format_seconds(seconds):
+    """`1h02m03s`-style duration for progress lines (project helper)."""
+    if not np.isfinite(seconds):
+        return "?"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return "%dh%02dm%02ds" % (hours, minutes, secs) if hours else "%dm%02ds" % (minutes, secs)
+
+
+class Progress:
+    """A `label: done/total unit, rate unit/s, ETA` line on stderr for long work (project helper).
+
+    A terminal gets the line rewritten in place every second; a log file (a cluster job's) a new
+    line every 10 s, so a long run does not flood it. The final count is always shown.
+    """
+
+    def __init__(self, label, total, unit="images", stream=None):
+        self.label, self.total, self.unit, self.done = label, total, unit, 0
+        self.stream = stream or sys.stderr
+        self.on_terminal = self.stream.isatty()
+        self.interval = 1.0 if self.on_terminal else 10.0
+        self.started = self.shown = time.monotonic()
+
+    def advance(self, count=1):
+        """Count `count` more finished items and show the line when it is due."""
+        self.done += count
+        now = time.monotonic()
+        if now - self.shown >= self.interval or self.done >= self.total:
+            self.shown = now
+            rate = self.done / max(now - self.started, 1e-6)
+            eta = (self.total - self.done) / rate if rate else float("inf")
+            end = "\r" if self.on_terminal and self.done < self.total else "\n"
+            self.stream.write("%s: %d/%d %s, %.1f %s/s, ETA %s%s" % (
+                self.label, self.done, self.total, self.unit, rate, self.unit,
+                format_seconds(eta), end))
+            self.stream.flush()
+
+    def note(self, message):
+        """Print a message on its own line, clearing a progress line in the way."""
+        self.stream.write(("\r\033[K" if self.on_terminal else "") + message + "\n")
+        self.stream.flush()
+
+
 class FolderBusy(Exception):
-    """Another live process holds the folder's lock; the message names it."""
+    """Another live process holds the folder's lock; the message names it (project helper)."""
 
 
 @contextlib.contextmanager
 def folder_lock(folder):
-    """Hold `folder/.lock` (owner's host and pid) for the block, so two runs never share it.
+    """Hold `folder/.lock` (owner's host and pid) for the block, so two runs never share it
+    (project helper).
 
     A lock left by a process that is gone (killed, on this host) is cleared. A lock from another
     host cannot be checked from here, so it is refused with the path to delete if that job is
@@ -97,7 +167,7 @@ def folder_lock(folder):
     """
     path = os.path.join(folder, ".lock")
     me = {"host": socket.gethostname(), "pid": os.getpid()}
-    draft = "%s.tmp-%d" % (path, os.getpid())
+    draft = temp_path(path)
     with open(draft, "w") as out:
         json.dump(me, out)
     try:
@@ -106,7 +176,7 @@ def folder_lock(folder):
                 os.link(draft, path)
                 break
             except FileExistsError:
-                owner = read_lock(path)
+                owner = read_json(path)
                 if owner is not None and (owner["host"] != me["host"] or pid_alive(owner["pid"])):
                     raise FolderBusy(
                         "%s is in use by another run (pid %s on %s). Wait for it, or use another "
@@ -118,14 +188,15 @@ def folder_lock(folder):
     try:
         yield
     finally:
-        if read_lock(path) == me:
+        if read_json(path) == me:
             os.remove(path)
 
 
-def read_lock(path):
-    """The owner recorded in a lock file, or None if it is gone or unreadable."""
+def read_json(path):
+    """The JSON value in `path` (e.g. a lock's owner), or None if it is missing or not valid JSON
+    (project helper)."""
     try:
-        with open(path) as lock:
-            return json.load(lock)
+        with open(path) as file:
+            return json.load(file)
     except (OSError, ValueError):
         return None

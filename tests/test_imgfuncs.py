@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from gantut_imgfuncs import (center_crop, get_image, grid_shape, imread, imsave,
-                             inverse_transform, merge, save_images, transform)
+                             inverse_transform, merge, open_image, save_images, transform)
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "P", "CMYK"])
@@ -24,6 +24,24 @@ def test_imread_16_bit_and_grayscale_to_one_channel(tmp_path):
     rgb = imread(path)
     assert rgb.shape == (4, 6, 3) and np.allclose(rgb, 40000 >> 8)
     assert imread(path, c_dim=1).shape == (4, 6, 1)
+
+
+def test_open_image_scales_16_bit_levels_to_8_bit(tmp_path):
+    path = str(tmp_path / "levels.png")
+    Image.fromarray(np.array([[0, 257 * 100, 65535]], dtype=np.uint16)).save(path)
+    assert np.asarray(open_image(path, c_dim=1)).tolist() == [[0, 100, 255]]
+
+
+def test_open_image_stands_an_exif_rotated_photo_up(tmp_path):
+    path = str(tmp_path / "lying.jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    lying = np.zeros((8, 16, 3), dtype=np.uint8)
+    lying[:, :8] = 255  # the left half white: the top half once stood up
+    Image.fromarray(lying).save(path, exif=exif)
+    upright = np.asarray(open_image(path))  # the pixels outlive the closed file
+    assert upright.shape == (16, 8, 3)
+    assert upright[:6].min() > 200 and upright[10:].max() < 50
 
 
 def test_imread_flattens_transparency_onto_white(tmp_path):
