@@ -430,3 +430,16 @@ def test_bad_arguments_exit_nonzero_with_a_message(tmp_path, args, message):
     assert message in result.stderr
     if 'missing' in args[0]:
         assert str(places['missing']) in result.stderr
+
+
+def test_the_trainer_trains_on_the_aligned_folder(mixed_folder, first_run, tmp_path):
+    """The post's two commands in a row: align into a folder, train on that folder as it is."""
+    from conftest import run_trainer
+    _, out = mixed_folder
+    result = run_trainer(str(tmp_path), '--dataset', str(out), '--image_size', str(SIZE),
+                         '--batch_size', '4', '--epoch', '1', '--gf_dim', '4', '--df_dim', '4',
+                         '--z_dim', '8', '--sample_freq', '1')
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert ' [*] 8 images from %s' % out in result.stdout
+    assert re.search(r'^Epoch \[ 0\] \[   1/   2\]', result.stdout, re.M)
+    assert (tmp_path / 'samples' / 'epoch_00.png').exists()
