@@ -485,9 +485,13 @@ def split_holdout(n_images, share):
 
     Drawn from a fixed seed, not --seed, so the split stays the same across runs and resumes.
     """
-    held_out = np.zeros(n_images, bool)
-    held_out[np.random.default_rng(0).permutation(n_images)[:int(n_images * share)]] = True
-    return np.flatnonzero(~held_out), np.flatnonzero(held_out)
+    return split_rows(n_images, int(n_images * share))
+
+
+def split_rows(n_images, held_out_count, seed=0):
+    """Sorted row indices (kept, held out), `held_out_count` of them drawn at random from `seed`."""
+    order = np.random.default_rng(seed).permutation(n_images)
+    return np.sort(order[held_out_count:]), np.sort(order[:held_out_count])
 
 
 def append_csv_row(path, row):

@@ -25,6 +25,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import gantut_metrics  # noqa: E402
 from gantut_datafuncs import load_dataset  # noqa: E402
+from gantut_gan import split_rows  # noqa: E402
 from gantut_imgfuncs import inverse_transform, save_images, to_uint8  # noqa: E402
 from gantut_trainer import ALL_CORES  # noqa: E402
 from train_throughput import (demo_images, tf_training, torch_peer_model,  # noqa: E402
@@ -72,8 +73,8 @@ def split_held_out(images, count, seed):
     if len(images) < count + BATCH_SIZE:
         raise SystemExit("error: %d images are too few to hold out --samples %d and still "
                          "train; lower --samples" % (len(images), count))
-    order = np.random.default_rng(seed).permutation(len(images))
-    return images[np.sort(order[count:])], np.asarray(images[np.sort(order[:count])])
+    kept, held_out = split_rows(len(images), count, seed)
+    return images[kept], np.asarray(images[held_out])
 
 
 def train_for(train_step, work, seconds):
