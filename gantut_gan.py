@@ -16,6 +16,7 @@ images, as in the post, capped at 8 for bigger images.
 import csv
 import glob
 import io
+import json
 import os
 import signal
 import sys
@@ -23,16 +24,20 @@ import time
 
 import numpy as np
 import tensorflow.compat.v1 as tf
+from tensorflow.core.protobuf import rewriter_config_pb2
 
 from gantut_datafuncs import (batch_norm, conv2d, conv2d_transpose, dataset_files,  # noqa: F401
                               feed_batches, linear, load_dataset, lrelu)
 import gantut_metrics
 from gantut_imgfuncs import (grid_shape, inverse_transform, save_gif, save_images, to_uint8,
                              transform)
-from gantut_utils import atomic_path, format_seconds
+from gantut_utils import atomic_path, format_seconds, read_json
 
 # dataset_files is re-exported: the post defined it in this module.
 __all__ = ["DCGAN", "dataset_files", "valid_image_size"]
+
+# Beside the checkpoints: the flags that fix the model's variables.
+SETTINGS_FILE = "model.json"
 
 
 def valid_image_size(image_size):
@@ -402,47 +407,113 @@ class DCGAN(object):
         """Save weights, sample noise and (step, epoch, batch) `position` to `checkpoint_dir` (Part 4)."""
         if position is not None:
             self.sess.run(self.set_counters, {self.new_counters: list(position) + [self.data_seed]})
-        try:
-            os.makedirs(checkpoint_dir, exist_ok=True)
-            # No .meta graph: the graph is this code (and in TensorBoard); it would triple
-            # the size of every checkpoint.
-            self.saver.save(self.sess, os.path.join(checkpoint_dir, self.model_name),
-                            global_step=step, write_meta_graph=False)
-        except (OSError, tf.errors.OpError) as err:
-            raise TrainingError(
-                "could not write the step %d checkpoint to %s (%s). Free space there, or use "
-                "another --checkpoint_dir; the complete checkpoints already there are kept, and "
-                "a rerun resumes from the newest." % (step, checkpoint_dir, first_line(err)))
+        save_checkpoint(self.sess, self.saver, checkpoint_dir, self.model_name, step)
 
     def load(self, checkpoint_dir):
         """Restore the newest complete checkpoint in `checkpoint_dir`; return whether one was
-        found (Part 4).
+        found (Part 4). See restore_checkpoint."""
+        return restore_checkpoint(self.sess, self.saver, checkpoint_dir, self.model_name,
+                                  "image_size, c_dim, z_dim, gf_dim, df_dim")
 
-        A checkpoint whose files are missing or truncated is reported by name and the one before
-        it is used. A checkpoint of another model shape stops with a message naming it.
-        """
-        print(" [*] Reading checkpoints from %s" % checkpoint_dir)
-        paths = checkpoint_paths(checkpoint_dir, self.model_name) if checkpoint_dir else []
-        for path in paths:
-            try:
-                if not glob.glob(path + ".data-*"):
-                    raise tf.errors.DataLossError(None, None, "its .data file is missing")
-                self.saver.restore(self.sess, path)
-            except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as err:
-                print(" [!] checkpoint %s is damaged (%s); trying the one before it"
-                      % (path, first_line(err)), file=sys.stderr)
-                continue
-            except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as err:
-                raise SystemExit("error: checkpoint %s does not fit this model (%s). It was "
-                                 "trained with other settings (image_size, c_dim, z_dim, gf_dim, "
-                                 "df_dim); use those, or a new --checkpoint_dir."
-                                 % (path, first_line(err)))
-            # Let the Saver's max_to_keep also retire the checkpoints of earlier runs.
-            self.saver.set_last_checkpoints_with_time(
-                [(p, os.path.getmtime(p + ".index")) for p in reversed(paths)])
-            print(" [*] Restored %s" % path)
-            return True
+
+def save_checkpoint(sess, saver, checkpoint_dir, model_name, step):
+    """Save `saver`'s variables as `checkpoint_dir/model_name-step` (Part 4; shared by every
+    stage).
+
+    No .meta graph: the graph is this code (and in TensorBoard); it would triple the size of
+    every checkpoint. A full disk or an unwritable folder raises TrainingError, naming it.
+    """
+    try:
+        os.makedirs(checkpoint_dir, exist_ok=True)
+        saver.save(sess, os.path.join(checkpoint_dir, model_name), global_step=step,
+                   write_meta_graph=False)
+    except (OSError, tf.errors.OpError) as err:
+        raise TrainingError(
+            "could not write the step %d checkpoint to %s (%s). Free space there, or use "
+            "another --checkpoint_dir; the complete checkpoints already there are kept, and "
+            "a rerun resumes from the newest." % (step, checkpoint_dir, first_line(err)))
+
+
+def restore_checkpoint(sess, saver, checkpoint_dir, model_name, settings):
+    """Restore the newest complete `model_name` checkpoint in `checkpoint_dir`; return whether
+    one was found (Part 4; shared by every stage).
+
+    A checkpoint whose files are missing or truncated is reported by name and the one before
+    it is used. One of another model shape stops with a message naming it and the flags that
+    fix the shape (`settings`).
+    """
+    print(" [*] Reading checkpoints from %s" % checkpoint_dir)
+    paths = checkpoint_paths(checkpoint_dir, model_name) if checkpoint_dir else []
+    for path in paths:
+        try:
+            if not glob.glob(path + ".data-*"):
+                raise tf.errors.DataLossError(None, None, "its .data file is missing")
+            saver.restore(sess, path)
+        except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as err:
+            print(" [!] checkpoint %s is damaged (%s); trying the one before it"
+                  % (path, first_line(err)), file=sys.stderr)
+            continue
+        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as err:
+            raise SystemExit("error: checkpoint %s does not fit this model (%s). It was trained "
+                             "with other settings (%s); use those, or a new --checkpoint_dir."
+                             % (path, first_line(err), settings))
+        # Let the Saver's max_to_keep also retire the checkpoints of earlier runs.
+        saver.set_last_checkpoints_with_time(
+            [(p, os.path.getmtime(p + ".index")) for p in reversed(paths)])
+        print(" [*] Restored %s" % path)
+        return True
+    return False
+
+
+def saved_settings(checkpoint_dir, defaults):
+    """The settings recorded beside the checkpoints in model.json, over `defaults` (Part 5;
+    shared by every stage). A later --train=False then needs no size flags repeated."""
+    return {**defaults, **(read_json(os.path.join(checkpoint_dir, SETTINGS_FILE)) or {})}
+
+
+def record_settings(checkpoint_dir, model_name, settings, legacy=None):
+    """Write `settings` (the flags that fix the model) to model.json beside the checkpoints;
+    stop, naming both values, if the checkpoints there were made with others (Part 5).
+
+    `legacy` fills in settings that an older model.json did not record.
+    """
+    if checkpoint_paths(checkpoint_dir, model_name):
+        saved = saved_settings(checkpoint_dir, legacy or {})
+        changed = sorted(name for name in settings if saved.get(name, settings[name])
+                         != settings[name])
+        if changed:
+            raise SystemExit(
+                "error: %s holds a model trained with %s, but this run asks for %s. Use the "
+                "same flags to resume, or a new --checkpoint_dir for a new model."
+                % (checkpoint_dir, describe_flags(saved, changed),
+                   describe_flags(settings, changed)))
+    with atomic_path(os.path.join(checkpoint_dir, SETTINGS_FILE)) as tmp, open(tmp, "w") as out:
+        json.dump(settings, out)
+
+
+def describe_flags(settings, names):
+    """`--name value` for each of `names`, as a user would type them."""
+    return " ".join("--%s %s" % (name, settings.get(name)) for name in names)
+
+
+def cpu_has_bf16():
+    """True if this CPU computes in bfloat16 natively (AVX512-BF16 or AMX), as Linux reports."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags_line = next(line for line in cpuinfo if line.startswith("flags"))
+    except (OSError, StopIteration):
         return False
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags_line.split()))
+
+
+def session_config(threads, bf16):
+    """The Session's settings: a thread limit (Part 5) and, if asked, bfloat16 on oneDNN."""
+    config = tf.ConfigProto(intra_op_parallelism_threads=threads,
+                            inter_op_parallelism_threads=threads)
+    if bf16:
+        config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = \
+            rewriter_config_pb2.RewriterConfig.ON
+    return config
 
 
 def checkpoint_paths(checkpoint_dir, model_name):

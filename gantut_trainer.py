@@ -17,33 +17,23 @@ Outputs: `logs/` (TensorBoard events and graph), `checkpoint/` (weights, trainin
 image cache), `samples/` (sample grids). Running the same command again resumes where the last run
 stopped; Ctrl-C saves a checkpoint first.
 """
-import json
 import os
 import sys
 
 import numpy as np
 import tensorflow.compat.v1 as tf
 from absl import app
-from tensorflow.core.protobuf import rewriter_config_pb2
 
 from gantut_complete import CompletionError, complete_images
 from gantut_datafuncs import DatasetError, load_dataset
-from gantut_gan import DCGAN, TrainingError, split_holdout, valid_image_size
+from gantut_gan import (DCGAN, TrainingError, cpu_has_bf16, record_settings, saved_settings,
+                        session_config, split_holdout, valid_image_size)
 from gantut_imgfuncs import grid_shape, inverse_transform, save_images, to_uint8
-from gantut_utils import FolderBusy, atomic_path, folder_lock, remove_stale_temp_files
+from gantut_utils import FolderBusy, folder_lock, remove_stale_temp_files
 from gantut_quiz import write_quiz
 
 ALL_CORES = len(os.sched_getaffinity(0))
 
-
-def cpu_has_bf16():
-    """True if this CPU computes in bfloat16 natively (AVX512-BF16 or AMX), as Linux reports."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            flags_line = next(line for line in cpuinfo if line.startswith("flags"))
-    except (OSError, StopIteration):
-        return False
-    return bool({"avx512_bf16", "amx_bf16"} & set(flags_line.split()))
 
 flags = tf.app.flags
 flags.DEFINE_integer("epoch", 20, "Epochs to train [20]")
@@ -140,16 +130,6 @@ flags.register_validator("holdout", lambda value: 0 <= value < 1,
                          message="--holdout must be in [0, 1)")
 
 
-def session_config(threads, bf16):
-    """The Session's settings: a thread limit (Part 5) and, if asked, bfloat16 on oneDNN."""
-    config = tf.ConfigProto(intra_op_parallelism_threads=threads,
-                            inter_op_parallelism_threads=threads)
-    if bf16:
-        config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = \
-            rewriter_config_pb2.RewriterConfig.ON
-    return config
-
-
 def dataset_folder():
     """The folder to train on: --dataset, or the demo faces, drawn on first use (Part 5)."""
     if FLAGS.dataset != "demo":
@@ -185,39 +165,6 @@ def flag_shape():
     return {name: FLAGS[name].value for name in MODEL_SHAPE_FLAGS}
 
 
-def model_shape_path():
-    return os.path.join(FLAGS.checkpoint_dir, "model.json")
-
-
-def record_model_shape():
-    """Note the model's shape beside its checkpoints; refuse flags that do not fit them (Part 5).
-
-    A later --train=False, --complete or --turing_quiz then needs no size flags repeated.
-    """
-    shape, path = flag_shape(), model_shape_path()
-    if os.path.exists(path) and tf.train.latest_checkpoint(FLAGS.checkpoint_dir):
-        with open(path) as saved_file:
-            saved = json.load(saved_file)
-        if saved != shape:
-            sys.exit("error: %s holds a model with %s, but this run asks for %s. Use the same "
-                     "flags, or a new --checkpoint_dir." % (FLAGS.checkpoint_dir,
-                                                            describe(saved), describe(shape)))
-    with atomic_path(path) as tmp, open(tmp, "w") as out:
-        json.dump(shape, out)
-
-
-def describe(shape):
-    return " ".join("--%s %s" % item for item in sorted(shape.items()))
-
-
-def saved_model_shape():
-    """The shape recorded with the checkpoints, or the flags' if none was recorded."""
-    if not os.path.exists(model_shape_path()):
-        return flag_shape()
-    with open(model_shape_path()) as saved_file:
-        return json.load(saved_file)
-
-
 def train():
     """Create the output folders, open a Session, build the DCGAN and train it (Part 5)."""
     for folder in (FLAGS.checkpoint_dir, FLAGS.sample_dir, FLAGS.logs_dir):
@@ -228,7 +175,7 @@ def train():
                 remove_stale_temp_files(folder)  # left by a run that was killed
             shape = flag_shape()
             images = load_images(shape, FLAGS.batch_size, "--batch_size %d" % FLAGS.batch_size)
-            record_model_shape()
+            record_settings(FLAGS.checkpoint_dir, DCGAN.model_name, shape)
             with tf.Graph().as_default(), \
                     tf.Session(config=session_config(FLAGS.threads, FLAGS.bf16)) as sess:
                 if FLAGS.seed is not None:
@@ -242,7 +189,7 @@ def train():
 
 def use_trained_model():
     """Load the newest checkpoint and generate, complete or write the quiz (Parts 1 and 5)."""
-    shape = saved_model_shape()
+    shape = saved_settings(FLAGS.checkpoint_dir, flag_shape())
     real = None
     if FLAGS.turing_quiz or FLAGS.evaluate:
         real = load_images(shape, 8, "8" if FLAGS.turing_quiz else "enough to hold some out")

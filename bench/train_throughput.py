@@ -33,8 +33,8 @@ import tensorflow.compat.v1 as tf
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from demo_faces import make_demo_dataset  # noqa: E402
 from gantut_datafuncs import feed_batches, load_dataset  # noqa: E402
-from gantut_gan import DCGAN  # noqa: E402
-from gantut_trainer import ALL_CORES, session_config  # noqa: E402
+from gantut_gan import DCGAN, session_config  # noqa: E402
+from gantut_trainer import ALL_CORES  # noqa: E402
 
 
 def parse_args():
