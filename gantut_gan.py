@@ -27,10 +27,10 @@ import tensorflow.compat.v1 as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 
 from gantut_datafuncs import (batch_norm, conv2d, conv2d_transpose, dataset_files,  # noqa: F401
-                              feed_batches, linear, load_dataset, lrelu)
+                              feed_batches, layer_norm, linear, load_dataset, lrelu)
 import gantut_metrics
-from gantut_imgfuncs import (grid_shape, inverse_transform, save_gif, save_images, to_uint8,
-                             transform)
+from gantut_imgfuncs import (grid_shape, inverse_transform, plot_losses, save_gif, save_images,
+                             to_uint8, transform)
 from gantut_utils import atomic_path, format_seconds, read_json
 
 # dataset_files is re-exported: the post defined it in this module.
@@ -40,14 +40,46 @@ __all__ = ["DCGAN", "dataset_files", "valid_image_size"]
 SETTINGS_FILE = "model.json"
 
 
+# Image sizes the model builds: s x 2^k with a first (G) / last (D) feature map of s x s,
+# s in 4..7, so 28, 56 and 112 (the logo walkthrough's sizes) work as well as the posts' 64.
+BASE_SIZES = range(4, 8)
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 1024
+
+# The losses the trainer offers: the posts' GAN loss, or WGAN-GP (Gulrajani et al. 2017).
+LOSSES = ("gan", "wgan-gp")
+WGAN_GP_SCALARS = ("gradient_penalty", "wasserstein_estimate")
+
+
+def base_size(image_size):
+    """The s of image_size = s x 2^k with s at most 7 (56 -> 7, 64 -> 4, 50 -> 25)."""
+    size = image_size
+    while size > max(BASE_SIZES) and size % 2 == 0:
+        size //= 2
+    return size
+
+
 def valid_image_size(image_size):
-    """True for the sizes the model can build: powers of two, at least 8 (Part 4's check)."""
-    return image_size >= 8 and (image_size & (image_size - 1)) == 0
+    """True for the sizes the model can build: s x 2^k from 16 up, s in 4..7 (Part 4's check,
+    widened: it allowed only powers of two, which all still pass from 16 up)."""
+    return (MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE
+            and base_size(image_size) in BASE_SIZES)
+
+
+def image_size_error(image_size):
+    """Why `image_size` is refused, with the valid sizes nearest to it."""
+    valid = [size for size in range(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE + 1) if valid_image_size(size)]
+    below = [size for size in valid if size < image_size][-1:]
+    above = [size for size in valid if size > image_size][:1]
+    return ("image_size %d cannot be built: it must be s x 2^k between %d and %d with s in 4..7 "
+            "(16, 28, 32, 48, 56, 64, 112, 128, 224, 256, ...). Nearest valid: %s"
+            % (image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE,
+               " or ".join(str(size) for size in below + above)))
 
 
 def layer_sizes(image_size):
-    """Spatial sizes from G's first 4x4 map up to `image_size`: [4, 8, ..., image_size]."""
-    sizes = [4]
+    """Spatial sizes from G's first s x s map up to `image_size`: [4, 8, ..., 64] at 64,
+    [7, 14, 28, 56] at 56."""
+    sizes = [base_size(image_size)]
     while sizes[-1] < image_size:
         sizes.append(sizes[-1] * 2)
     return sizes
@@ -64,18 +96,26 @@ class DCGAN(object):
     Build it inside a Session: `DCGAN(sess, image_size=64, batch_size=64, checkpoint_dir=...)`
     builds the graph at once (`build_model`); `train(config)` runs the training loop.
     `lam` weighs the perceptual loss of image completion (Part 1's goal).
+
+    `loss` is "gan" (the posts' loss: D says how likely an image is real) or "wgan-gp"
+    (Gulrajani et al. 2017): D becomes a critic whose unbounded score estimates the
+    Wasserstein distance, kept 1-Lipschitz by a gradient penalty weighted `gp_lambda`, and
+    trained `n_critic` times per generator update. The critic has layer norm where D has batch
+    norm: batch norm would make each image's score depend on the others in its batch, which
+    the per-image penalty forbids.
     """
 
     model_name = "DCGAN.model"
 
     def __init__(self, sess, image_size=64, is_crop=False, batch_size=64, sample_size=64,
                  z_dim=100, gf_dim=64, df_dim=64, gfc_dim=1024, dfc_dim=1024, c_dim=3,
-                 checkpoint_dir=None, lam=0.1):
+                 checkpoint_dir=None, lam=0.1, loss="gan", gp_lambda=10.0, n_critic=5):
         if not valid_image_size(image_size):
-            raise ValueError("image_size must be a power of two and at least 8, not %r"
-                             % (image_size,))
+            raise ValueError(image_size_error(image_size))
         if c_dim not in (1, 3):
             raise ValueError("c_dim must be 1 (grayscale) or 3 (RGB), not %r" % (c_dim,))
+        if loss not in LOSSES:
+            raise ValueError("loss must be one of %s, not %r" % (", ".join(LOSSES), loss))
         self.sess = sess
         self.image_size = image_size
         self.is_crop = is_crop
@@ -91,11 +131,13 @@ class DCGAN(object):
         self.c_dim = c_dim
         self.checkpoint_dir = checkpoint_dir
         self.lam = lam
+        self.loss, self.gp_lambda, self.n_critic = loss, gp_lambda, n_critic
         self.sizes = layer_sizes(image_size)
-        # One batch_norm per layer that has one: all of G's but the output, all of D's but the
-        # input layer.
+        # One normalisation per layer that has one: all of G's but the output, all of D's but
+        # the input layer. The WGAN-GP critic uses layer norm (see the class doc).
         self.g_bns = [batch_norm(name="g_bn%d" % i) for i in range(len(self.sizes) - 1)]
-        self.d_bns = [None] + [batch_norm(name="d_bn%d" % i) for i in range(1, len(self.sizes) - 1)]
+        d_norm, d_name = (layer_norm, "d_ln%d") if loss == "wgan-gp" else (batch_norm, "d_bn%d")
+        self.d_bns = [None] + [d_norm(name=d_name % i) for i in range(1, len(self.sizes) - 1)]
         self.build_model()
 
     # ------------------------------------------------------------------------------------------
@@ -116,10 +158,13 @@ class DCGAN(object):
         self.D_, self.D_logits_ = self.discriminator(self.G, reuse=True)
 
         with tf.name_scope("losses"):
-            self.d_loss_real = sigmoid_loss(self.D_logits, 1.0, "d_loss_real")
-            self.d_loss_fake = sigmoid_loss(self.D_logits_, 0.0, "d_loss_fake")
-            self.g_loss = sigmoid_loss(self.D_logits_, 1.0, "g_loss")
-            self.d_loss = tf.add(self.d_loss_real, self.d_loss_fake, name="d_loss")
+            if self.loss == "wgan-gp":
+                d_scalars, g_scalars = self.wgan_gp_losses()
+            else:
+                d_scalars, g_scalars = self.gan_losses()
+        # The losses train_step reports: the posts' two, and WGAN-GP's own.
+        self.losses = {name: getattr(self, name) for name in
+                       ["d_loss", "g_loss"] + [n for n in d_scalars if n in WGAN_GP_SCALARS]}
 
         # No name scope here: it would prefix the tags, and TensorBoard should show the post's
         # names (z, d, d_, G, d_loss, ...).
@@ -127,13 +172,12 @@ class DCGAN(object):
         d_sum = tf.summary.histogram("d", self.D)
         d__sum = tf.summary.histogram("d_", self.D_)
         G_sum = tf.summary.image("G", self.G)
-        scalars = {name: tf.summary.scalar(name, getattr(self, name))
-                   for name in ("d_loss_real", "d_loss_fake", "g_loss", "d_loss")}
         # Built here, not in an old-API fallback branch as in the post (where the G summary
         # was never created and training failed at its first G update).
-        self.d_sum = tf.summary.merge([z_sum, d_sum, scalars["d_loss_real"], scalars["d_loss"]])
-        self.g_sum = tf.summary.merge([z_sum, d__sum, G_sum, scalars["d_loss_fake"],
-                                       scalars["g_loss"]])
+        self.d_sum = tf.summary.merge([z_sum, d_sum] + [
+            tf.summary.scalar(name, getattr(self, name)) for name in d_scalars])
+        self.g_sum = tf.summary.merge([z_sum, d__sum, G_sum] + [
+            tf.summary.scalar(name, getattr(self, name)) for name in g_scalars])
 
         t_vars = tf.trainable_variables()
         self.d_vars = [var for var in t_vars if has_prefix(var, "d_")]
@@ -153,8 +197,37 @@ class DCGAN(object):
         # Model weights only, enough to generate; train() makes one that also keeps Adam's state.
         self.saver = tf.train.Saver()
 
+    def gan_losses(self):
+        """The posts' losses: sigmoid cross-entropy of D on real (label 1) and fake (label 0)
+        images; G wants D to say 1 on its fakes (Part 4). Returns the scalars' names for the
+        D and the G summaries."""
+        self.d_loss_real = sigmoid_loss(self.D_logits, 1.0, "d_loss_real")
+        self.d_loss_fake = sigmoid_loss(self.D_logits_, 0.0, "d_loss_fake")
+        self.g_loss = sigmoid_loss(self.D_logits_, 1.0, "g_loss")
+        self.d_loss = tf.add(self.d_loss_real, self.d_loss_fake, name="d_loss")
+        return ["d_loss_real", "d_loss"], ["d_loss_fake", "g_loss"]
+
+    def wgan_gp_losses(self):
+        """WGAN-GP losses (Gulrajani et al. 2017, algorithm 1).
+
+        critic loss = mean critic(fake) - mean critic(real) + gp_lambda * gradient penalty;
+        G loss = -mean critic(fake). Their difference of means, the `wasserstein_estimate`, is
+        the critic's estimate of the distance between real and generated images: it should
+        fall as G improves. All four scalars go with the critic update, which computes them.
+        """
+        self.wasserstein_estimate = tf.subtract(tf.reduce_mean(self.D_logits),
+                                                tf.reduce_mean(self.D_logits_),
+                                                name="wasserstein_estimate")
+        self.gradient_penalty = gradient_penalty(
+            lambda images: self.discriminator(images, reuse=True)[1], self.images, self.G)
+        self.d_loss = tf.add(-self.wasserstein_estimate, self.gp_lambda * self.gradient_penalty,
+                             name="d_loss")
+        self.g_loss = tf.negative(tf.reduce_mean(self.D_logits_), name="g_loss")
+        return ["d_loss", "g_loss"] + list(WGAN_GP_SCALARS), []
+
     def generator(self, z):
-        """G: noise z -> image in [-1, 1], 4x4 up to image_size by 5x5 stride-2 deconvs (Part 4)."""
+        """G: noise z -> image in [-1, 1], s x s (4x4 at 64) up to image_size by 5x5 stride-2
+        deconvs (Part 4)."""
         s, gf = self.image_size, self.gf_dim
         with tf.variable_scope("generator"):
             first = self.sizes[0]
@@ -174,7 +247,8 @@ class DCGAN(object):
                 h = tf.nn.relu(self.g_bns[i](h, self.is_training))
 
     def discriminator(self, image, reuse=False):
-        """D: image -> (probability real, logit), by 5x5 stride-2 convs down to 4x4 (Part 4).
+        """D: image -> (probability real, logit), by 5x5 stride-2 convs down to s x s, 4x4 at
+        64 (Part 4). The WGAN-GP critic returns its unbounded score twice: no sigmoid.
 
         The final reshape takes its size from the graph, not from a hard-coded 64x64 (8192).
         """
@@ -189,7 +263,7 @@ class DCGAN(object):
                 # state size. df_dim x 32 x 32, (df_dim*2) x 16 x 16, ... (df_dim*8) x 4 x 4
             h = tf.reshape(h, [-1, int(np.prod(h.shape[1:]))])
             logit = linear(h, 1, "d_h%d_lin" % (len(self.sizes) - 1))
-            return tf.nn.sigmoid(logit), logit
+            return (logit if self.loss == "wgan-gp" else tf.nn.sigmoid(logit)), logit
 
     # ------------------------------------------------------------------------------------------
     # Training
@@ -210,11 +284,12 @@ class DCGAN(object):
         train_rows, holdout_rows = split_holdout(len(images), config.holdout)
         self.holdout_images = images[holdout_rows[:config.eval_samples]]
         batches = len(train_rows) // self.batch_size
-        d_optim, g_optim = self.optimizers(config.learning_rate, config.beta1)
+        d_optim, g_optim = self.optimizers(config.learning_rate, config.beta1, config.beta2)
         self.saver = tf.train.Saver(max_to_keep=config.max_to_keep)
         self.sess.run(tf.global_variables_initializer())
         self.writer = tf.summary.FileWriter(config.logs_dir, self.sess.graph)
         step, start_epoch, start_batch = self.resume(config)
+        self.loss_log = LossLog(config.logs_dir, step)
         self.sample_images = transform(images[:self.sample_size], is_crop=False)
         save_images(self.sample_images, grid_shape(len(self.sample_images)),
                     os.path.join(config.sample_dir, "real_samples.png"))
@@ -224,20 +299,23 @@ class DCGAN(object):
                 for epoch in range(start_epoch, config.epoch):
                     for idx, batch in feed_batches(images, self.batch_size, self.data_seed, epoch,
                                                    start_batch if epoch == start_epoch else 0,
-                                                   rows=train_rows):
+                                                   train_rows, config.augment):
                         step += 1
                         batch_z = self.rng.uniform(-1, 1, [self.batch_size, self.z_dim])
-                        errD, errG = self.train_step(
+                        losses = self.train_step(
                             d_optim, g_optim, batch, batch_z,
-                            step if step % config.summary_freq == 0 else None)
-                        print("Epoch [%2d] [%4d/%4d] time: %4.4f, d_loss: %.8f, g_loss: %.8f, %s"
-                              % (epoch, idx, batches, speed.elapsed(),
-                                 errD, errG, speed.report(step)))
-                        check_finite(step, epoch, idx, config, d_loss=errD, g_loss=errG)
+                            step if step % config.summary_freq == 0 else None,
+                            self.g_updates(step))
+                        print("Epoch [%2d] [%4d/%4d] time: %4.4f, %s, %s"
+                              % (epoch, idx, batches, speed.elapsed(), ", ".join(
+                                  "%s: %.8f" % item for item in losses.items()),
+                                 speed.report(step)))
+                        check_finite(step, epoch, idx, config, **losses)
+                        self.loss_log.add(step, epoch, losses)
                         if step % config.sample_freq == 0:
                             self.sample(config.sample_dir, "train_%02d-%04d.png" % (epoch, idx))
                         if stop.requested or step % config.ckpt_freq == 0:
-                            self.save(config.checkpoint_dir, step, (step, epoch, idx + 1))
+                            self.checkpoint(config, step, (step, epoch, idx + 1))
                         if stop.requested:
                             print(" [*] Stopped at step %d; saved a checkpoint in %s. Run the "
                                   "same command again to resume." % (step, config.checkpoint_dir))
@@ -263,13 +341,20 @@ class DCGAN(object):
 
     def end_epoch(self, config, epoch, step):
         """The epoch's grid (and the progress GIF), the quality figures on the held-out images,
-        then a checkpoint that starts the next epoch."""
+        the loss curves in logs_dir/losses.png, then a checkpoint that starts the next epoch."""
         self.sample(config.sample_dir, "epoch_%02d.png" % epoch)
         if config.progress_gif:
             write_progress_gif(config.sample_dir, epoch + 1)
         if config.eval_every_epoch and len(self.holdout_images):
             self.log_metrics(config.logs_dir, epoch, step, self.evaluate(self.holdout_images))
-        self.save(config.checkpoint_dir, step, (step, epoch + 1, 0))
+        self.loss_log.plot()
+        self.checkpoint(config, step, (step, epoch + 1, 0))
+
+    def checkpoint(self, config, step, position):
+        """Save the loss log, then the checkpoint at (step, epoch, batch) `position`: a resumed
+        run then finds every loss up to its step."""
+        self.loss_log.save()
+        self.save(config.checkpoint_dir, step, position)
 
     def evaluate(self, real, seed=0):
         """Quality figures of as many generated images as `real` ones (uint8), see gantut_metrics.
@@ -293,38 +378,47 @@ class DCGAN(object):
         append_csv_row(os.path.join(logs_dir, "metrics.csv"),
                        dict(epoch=epoch, step=step, **figures))
 
-    def optimizers(self, learning_rate, beta1):
+    def optimizers(self, learning_rate, beta1, beta2=0.999):
         """Adam for D and for G, each running its own batch-norm updates (Part 4)."""
         with tf.name_scope("optimizers"):
             d_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS, scope="discriminator")
             g_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS, scope="generator")
             with tf.control_dependencies(d_updates):
-                d_optim = tf.train.AdamOptimizer(learning_rate, beta1=beta1, name="d_adam") \
+                d_optim = tf.train.AdamOptimizer(learning_rate, beta1, beta2, name="d_adam") \
                     .minimize(self.d_loss, var_list=self.d_vars)
             with tf.control_dependencies(g_updates):
-                g_optim = tf.train.AdamOptimizer(learning_rate, beta1=beta1, name="g_adam") \
+                g_optim = tf.train.AdamOptimizer(learning_rate, beta1, beta2, name="g_adam") \
                     .minimize(self.g_loss, var_list=self.g_vars)
         return d_optim, g_optim
 
-    def train_step(self, d_optim, g_optim, batch_images, batch_z, summary_step=None):
-        """One D update, then two G updates on the same noise; returns (d_loss, g_loss) (Part 4).
+    def g_updates(self, step):
+        """G updates after the D update of `step`: two with the posts' loss, "so that the
+        discriminator loss does not converge to zero too quickly"; with WGAN-GP one after every
+        n_critic critic updates, since the critic should be near optimal when G learns from it."""
+        if self.loss == "wgan-gp":
+            return int(step % self.n_critic == 0)
+        return 2
 
-        The losses come from the same `sess.run` calls that train (no extra forward pass); the
-        printed g_loss is the one of the second G update. With a `summary_step`, the same runs
-        also fetch the summaries and write them at that step.
+    def train_step(self, d_optim, g_optim, batch_images, batch_z, summary_step=None,
+                   g_updates=2):
+        """One D update, then `g_updates` G updates on the same noise (Part 4).
+
+        Returns the losses by name ({"d_loss": .., "g_loss": ..} and, with WGAN-GP,
+        gradient_penalty and wasserstein_estimate). They come from the same `sess.run` calls
+        that train (no extra forward pass); g_loss is the one of the last G update. With a
+        `summary_step`, the same runs also fetch the summaries and write them at that step.
         """
         g_feed = {self.z: batch_z, self.is_training: True}  # G's loss needs no real images
-        with_summaries = summary_step is not None
-        fetch_d = [d_optim, self.d_loss] + ([self.d_sum] if with_summaries else [])
-        fetch_g = [g_optim, self.g_loss] + ([self.g_sum] if with_summaries else [])
-        results = [self.sess.run(fetch_d, {self.images: batch_images, **g_feed})]
-        # Two G updates per D update, "so that the discriminator loss does not converge to
-        # zero too quickly".
-        results += [self.sess.run(fetch_g, g_feed) for _ in range(2)]
-        if with_summaries:
-            for result in (results[0], results[-1]):
-                self.writer.add_summary(result[2], summary_step)
-        return results[0][1], results[-1][1]
+        summaries = [self.d_sum] if summary_step is not None else []
+        _, losses, *d_summary = self.sess.run([d_optim, self.losses] + summaries,
+                                              {self.images: batch_images, **g_feed})
+        g_summary = []
+        for _ in range(g_updates):
+            _, losses["g_loss"], *g_summary = self.sess.run(
+                [g_optim, self.g_loss] + ([self.g_sum] if summaries else []), g_feed)
+        for summary in d_summary + g_summary:
+            self.writer.add_summary(summary, summary_step)
+        return losses
 
     def sample(self, sample_dir, name):
         """Write the grid of G(sample noise) and print the losses on the fixed real batch (Part 4).
@@ -357,7 +451,8 @@ class DCGAN(object):
 
         `mask` is 1 where a pixel is known, 0 where it is missing. Per image:
         contextual loss = L1 distance between G(z) and the image on the known pixels;
-        perceptual loss = the generator loss (how fake D finds G(z); `g_loss` is its batch mean);
+        perceptual loss = the generator loss (how fake D finds G(z); `g_loss` is its batch mean;
+        with WGAN-GP minus the critic's score);
         complete loss = contextual + lam * perceptual, and its gradient with respect to z.
         Everything runs in inference mode, so the images of a batch do not affect each other.
         """
@@ -367,8 +462,11 @@ class DCGAN(object):
             self.mask = tf.placeholder(tf.float32, self.images.shape, name="mask")
             self.contextual_loss = tf.reduce_sum(
                 tf.abs(self.mask * self.G - self.mask * self.images), axis=[1, 2, 3])
-            self.perceptual_loss = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(
-                logits=self.D_logits_, labels=tf.ones_like(self.D_logits_)), axis=1)
+            if self.loss == "wgan-gp":
+                self.perceptual_loss = -self.D_logits_[:, 0]
+            else:
+                self.perceptual_loss = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(
+                    logits=self.D_logits_, labels=tf.ones_like(self.D_logits_)), axis=1)
             self.complete_loss = self.contextual_loss + self.lam * self.perceptual_loss
             self.grad_complete_loss = tf.gradients(self.complete_loss, self.z)[0]
 
@@ -588,6 +686,25 @@ def write_progress_gif(sample_dir, epochs):
              os.path.join(sample_dir, "progress.gif"))
 
 
+def gradient_penalty(critic, real, fake, name="gradient_penalty"):
+    """WGAN-GP's penalty: mean over images of (||d critic / d x|| - 1)^2 at random points x on
+    the lines between real and fake images (Gulrajani et al. 2017, equation 3).
+
+    `critic` maps a batch of images to scores. A 1-Lipschitz critic's gradient has norm at most
+    1; the penalty pulls it to 1 where it matters, between the two distributions.
+    """
+    with tf.name_scope(name):
+        # As many pairs as the smaller batch has images (the sample grid's batches may differ).
+        count = tf.minimum(tf.shape(real)[0], tf.shape(fake)[0])
+        real, fake = real[:count], fake[:count]
+        epsilon = tf.random_uniform([count, 1, 1, 1], 0.0, 1.0)
+        between = real + epsilon * (fake - real)
+        grad = tf.gradients(critic(between), between)[0]
+        # The small constant keeps the norm's own gradient finite at a zero gradient.
+        norm = tf.sqrt(tf.reduce_sum(tf.square(grad), axis=[1, 2, 3]) + 1e-10)
+        return tf.reduce_mean(tf.square(norm - 1.0), name="value")
+
+
 def sigmoid_loss(logits, label, name):
     """Mean sigmoid cross-entropy of `logits` against a constant `label` (Part 4 losses)."""
     return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(
@@ -597,6 +714,49 @@ def sigmoid_loss(logits, label, name):
 def has_prefix(var, prefix):
     """True if a variable's own layer scope starts with `prefix` (the post's `d_`/`g_` split)."""
     return any(part.startswith(prefix) for part in var.op.name.split("/"))
+
+
+class LossLog(object):
+    """Every training step's losses, for readers without TensorBoard (WGAN-GP addition, after
+    the logo walkthrough's loss plots).
+
+    Kept in logs_dir/losses.csv, rewritten whole with each checkpoint, so it always matches a
+    checkpoint: a resumed run drops the rows after its step (they are trained again).
+    `plot()` draws logs_dir/losses.png: each loss against step, smoothed, epochs marked.
+    """
+
+    def __init__(self, logs_dir, resume_step=0):
+        self.csv_path = os.path.join(logs_dir, "losses.csv")
+        self.png_path = os.path.join(logs_dir, "losses.png")
+        self.rows = []
+        if resume_step and os.path.exists(self.csv_path):
+            with open(self.csv_path) as saved:
+                self.rows = [row for row in csv.DictReader(saved)
+                             if int(row["step"]) <= resume_step]
+
+    def add(self, step, epoch, losses):
+        self.rows.append(dict(step=step, epoch=epoch, **losses))
+
+    def save(self):
+        if not self.rows:
+            return
+        with atomic_path(self.csv_path) as tmp, open(tmp, "w", newline="") as out:
+            writer = csv.DictWriter(out, fieldnames=list(self.rows[-1]))
+            writer.writeheader()
+            writer.writerows(self.rows)
+
+    def plot(self):
+        if not self.rows:
+            return
+        steps = np.array([int(row["step"]) for row in self.rows])
+        epochs = np.array([int(row["epoch"]) for row in self.rows])
+        names = [name for name in self.rows[-1] if name not in ("step", "epoch")]
+        series = {name: (steps, np.array([float(row[name]) for row in self.rows]))
+                  for name in names}
+        # epoch_starts[e] is the first step of epoch e (the first logged one for epochs a
+        # resumed run logged no step of).
+        epoch_starts = [steps[np.argmax(epochs >= e)] for e in range(epochs.max() + 1)]
+        plot_losses(series, self.png_path, epoch_starts, title="losses by step")
 
 
 class Speedometer(object):

@@ -26,8 +26,9 @@ from absl import app
 
 from gantut_complete import CompletionError, complete_images
 from gantut_datafuncs import DatasetError, load_dataset
-from gantut_gan import (DCGAN, TrainingError, cpu_has_bf16, record_settings, saved_settings,
-                        session_config, split_holdout, valid_image_size)
+from gantut_gan import (DCGAN, LOSSES, TrainingError, cpu_has_bf16, image_size_error,
+                        record_settings, saved_settings, session_config, split_holdout,
+                        valid_image_size)
 from gantut_imgfuncs import grid_shape, inverse_transform, save_images, to_uint8
 from gantut_utils import FolderBusy, folder_lock, remove_stale_temp_files
 from gantut_quiz import write_quiz
@@ -37,11 +38,27 @@ ALL_CORES = len(os.sched_getaffinity(0))
 
 flags = tf.app.flags
 flags.DEFINE_integer("epoch", 20, "Epochs to train [20]")
-flags.DEFINE_float("learning_rate", 0.0002, "Learning rate of Adam [0.0002]")
+flags.DEFINE_float("learning_rate", 0.0002,
+                   "Learning rate of Adam [0.0002; 0.0001 with --loss wgan-gp]")
 flags.DEFINE_float("beta1", 0.5, "Momentum term (beta1) of Adam [0.5]")
+flags.DEFINE_float("beta2", 0.999, "Decay of Adam's squared-gradient average (beta2) "
+                   "[0.999; 0.9 with --loss wgan-gp]")
+flags.DEFINE_enum("loss", "gan", LOSSES,
+                  "gan: the posts' DCGAN loss. wgan-gp: Wasserstein loss with gradient penalty "
+                  "(Gulrajani et al. 2017), steadier on small data sets of 1,000-2,000 images; "
+                  "recorded with the checkpoints [gan]")
+flags.DEFINE_float("gp_lambda", 10.0, "Weight of the gradient penalty with --loss wgan-gp [10]")
+flags.DEFINE_integer("n_critic", 5, "Critic updates per generator update with --loss wgan-gp "
+                     "(the posts' loss makes two G updates per D update instead) [5]")
+flags.DEFINE_boolean("augment", False,
+                     "Random horizontal flips and jitter (scale up ~10%%, random crop back) of "
+                     "each training image, drawn per batch from --seed; for small data sets "
+                     "[False]")
 flags.DEFINE_float("train_size", float("inf"), "Use at most this many images [inf: all]")
 flags.DEFINE_integer("batch_size", 64, "Images per batch [64]")
-flags.DEFINE_integer("image_size", 64, "Image height and width; a power of two, 8 or more [64]")
+flags.DEFINE_integer("image_size", 64,
+                     "Image height and width: s x 2^k with s in 4..7, 16 to 1024 (16, 28, 32, "
+                     "48, 56, 64, 112, 128, ...); the layer count follows it [64]")
 flags.DEFINE_integer("c_dim", 3, "Image channels: 3 for RGB, 1 for grayscale [3]")
 flags.DEFINE_integer("z_dim", 100, "Length of the noise vector z [100]")
 flags.DEFINE_integer("gf_dim", 64, "Channels of G's last hidden layer [64]")
@@ -107,25 +124,36 @@ flags.DEFINE_boolean("evaluate", False,
 FLAGS = flags.FLAGS
 
 # The flags that fix the model's variables; recorded beside the checkpoints.
-MODEL_SHAPE_FLAGS = ("image_size", "c_dim", "z_dim", "gf_dim", "df_dim")
+MODEL_SHAPE_FLAGS = ("image_size", "c_dim", "z_dim", "gf_dim", "df_dim", "loss")
+# What checkpoints from before --loss existed were trained with.
+LEGACY_SETTINGS = {"loss": "gan"}
+# Adam's settings for --loss wgan-gp where the user sets none (Gulrajani et al. 2017).
+WGAN_GP_ADAM = {"learning_rate": 0.0001, "beta1": 0.5, "beta2": 0.9}
 
 # Flags that make no sense are refused at start, naming the flag (absl prints the message).
 for name, at_least in (("epoch", 1), ("batch_size", 1), ("train_size", 1), ("c_dim", 1),
                        ("z_dim", 1), ("gf_dim", 1), ("df_dim", 1), ("demo_images", 1),
                        ("sample_freq", 1), ("ckpt_freq", 1), ("summary_freq", 1),
                        ("max_to_keep", 0), ("threads", 1), ("n_samples", 1), ("nIter", 0),
-                       ("lam", 0), ("eval_samples", 1)):
+                       ("lam", 0), ("eval_samples", 1), ("n_critic", 1), ("gp_lambda", 0)):
     flags.register_validator(name, lambda value, least=at_least: value >= least,
                              message="--%s must be at least %s" % (name, at_least))
-flags.register_validator("image_size", valid_image_size,
-                         message="--image_size must be a power of two, at least 8 "
-                                 "(16, 32, 64, 128, 256)")
+
+
+def check_image_size(value):
+    if not valid_image_size(value):
+        raise flags.ValidationError("--" + image_size_error(value))
+    return True
+
+
+flags.register_validator("image_size", check_image_size)
 flags.register_validator("c_dim", lambda value: value in (1, 3),
                          message="--c_dim must be 1 (grayscale) or 3 (RGB)")
 flags.register_validator("learning_rate", lambda value: value > 0,
                          message="--learning_rate must be above 0")
-flags.register_validator("beta1", lambda value: 0 <= value < 1,
-                         message="--beta1 must be in [0, 1)")
+for name in ("beta1", "beta2"):
+    flags.register_validator(name, lambda value: 0 <= value < 1,
+                             message="--%s must be in [0, 1)" % name)
 flags.register_validator("holdout", lambda value: 0 <= value < 1,
                          message="--holdout must be in [0, 1)")
 
@@ -165,6 +193,17 @@ def flag_shape():
     return {name: FLAGS[name].value for name in MODEL_SHAPE_FLAGS}
 
 
+def choose_adam_settings():
+    """With --loss wgan-gp, WGAN-GP's Adam settings for those the user did not set; print the
+    values used."""
+    if FLAGS.loss == "wgan-gp":
+        for name, value in WGAN_GP_ADAM.items():
+            if not FLAGS[name].present:
+                FLAGS[name].value = value
+    print(" [*] --loss %s: Adam learning_rate %g, beta1 %g, beta2 %g"
+          % (FLAGS.loss, FLAGS.learning_rate, FLAGS.beta1, FLAGS.beta2))
+
+
 def train():
     """Create the output folders, open a Session, build the DCGAN and train it (Part 5)."""
     for folder in (FLAGS.checkpoint_dir, FLAGS.sample_dir, FLAGS.logs_dir):
@@ -175,13 +214,15 @@ def train():
                 remove_stale_temp_files(folder)  # left by a run that was killed
             shape = flag_shape()
             images = load_images(shape, FLAGS.batch_size, "--batch_size %d" % FLAGS.batch_size)
-            record_settings(FLAGS.checkpoint_dir, DCGAN.model_name, shape)
+            record_settings(FLAGS.checkpoint_dir, DCGAN.model_name, shape, LEGACY_SETTINGS)
+            choose_adam_settings()
             with tf.Graph().as_default(), \
                     tf.Session(config=session_config(FLAGS.threads, FLAGS.bf16)) as sess:
                 if FLAGS.seed is not None:
                     tf.set_random_seed(FLAGS.seed)
                 dcgan = DCGAN(sess, batch_size=FLAGS.batch_size, is_crop=FLAGS.is_crop,
-                              checkpoint_dir=FLAGS.checkpoint_dir, **shape)
+                              checkpoint_dir=FLAGS.checkpoint_dir, gp_lambda=FLAGS.gp_lambda,
+                              n_critic=FLAGS.n_critic, **shape)
                 dcgan.train(FLAGS, images)
     except (FolderBusy, TrainingError) as err:
         sys.exit("error: %s" % err)

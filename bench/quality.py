@@ -13,6 +13,10 @@ images, with the sliced Wasserstein distance and the real images' own figures pr
     ours_face_rate=<a> peer_face_rate=<b> ours_fd=<c> peer_fd=<d>
 
     .venv/bin/python bench/quality.py --dataset demo --minutes 3 --threads 2
+
+`--loss gan wgan-gp --nopeer` instead compares the trainer's two losses at equal wall time
+(WGAN-GP with the trainer's Adam settings for it and one G update per five critic updates);
+the last line then names each model: ours_face_rate=.. ours_wgan_gp_face_rate=.. ...
 """
 import argparse
 import os
@@ -25,7 +29,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import gantut_metrics  # noqa: E402
 from gantut_datafuncs import load_dataset  # noqa: E402
-from gantut_gan import split_rows  # noqa: E402
+from gantut_gan import LOSSES, split_rows  # noqa: E402
 from gantut_imgfuncs import inverse_transform, save_images, to_uint8  # noqa: E402
 from gantut_trainer import ALL_CORES  # noqa: E402
 from train_throughput import (demo_images, tf_training, torch_peer_model,  # noqa: E402
@@ -50,6 +54,11 @@ def parse_args():
     parser.add_argument("--bf16", action="store_true",
                         help="train ours in oneDNN bfloat16 mixed precision, as the trainer's "
                              "--bf16 (the peer stays float32)")
+    parser.add_argument("--loss", nargs="+", choices=LOSSES, default=["gan"],
+                        help="the trainer's --loss of our model; several train one model each "
+                             "[gan]")
+    parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True,
+                        help="also train the PyTorch peer (--nopeer: do not) [on]")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the held-out split, the sample noise and the metrics [0]")
     parser.add_argument("--data_dir", default=os.path.join(tempfile.gettempdir(), "gantut_bench"),
@@ -92,16 +101,27 @@ def as_uint8(samples):
     return to_uint8(inverse_transform(samples))
 
 
+def model_name(loss):
+    """How the figures name our model trained with `loss`: ours (the posts' loss), ours_wgan_gp."""
+    return "ours" if loss == "gan" else "ours_" + loss.replace("-", "_")
+
+
 def train_and_sample(args, training_images, sample_z):
-    """{name: (steps trained, samples of sample_z in [-1, 1])} for ours and for the peer."""
+    """{name: (steps trained, samples of sample_z in [-1, 1])} for ours with each --loss and
+    for the peer."""
     seconds = 60 * args.minutes
-    with tf_training(args.threads, args.bf16, IMAGE_SIZE, BATCH_SIZE) as (dcgan, train_tf):
-        ours_steps = train_for(train_tf, training_work(training_images, BATCH_SIZE), seconds)
-        ours = dcgan.sess.run(dcgan.G, {dcgan.z: sample_z, dcgan.is_training: False})
-    peer_model = torch_peer_model(args.threads, IMAGE_SIZE)
-    peer_steps = train_for(peer_model.train_step, training_work(training_images, BATCH_SIZE),
-                           seconds)
-    return {"ours": (ours_steps, ours), "peer": (peer_steps, peer_model.generate(sample_z))}
+    results = {}
+    for loss in args.loss:
+        with tf_training(args.threads, args.bf16, IMAGE_SIZE, BATCH_SIZE,
+                         loss) as (dcgan, train_tf):
+            steps = train_for(train_tf, training_work(training_images, BATCH_SIZE), seconds)
+            results[model_name(loss)] = (steps, dcgan.generate(sample_z))
+    if args.peer:
+        peer_model = torch_peer_model(args.threads, IMAGE_SIZE)
+        peer_steps = train_for(peer_model.train_step,
+                               training_work(training_images, BATCH_SIZE), seconds)
+        results["peer"] = (peer_steps, peer_model.generate(sample_z))
+    return results
 
 
 def main():
@@ -119,9 +139,8 @@ def main():
         print("%s: %d steps in %g min, evaluated in %.0f s, grid %s"
               % (name, steps, args.minutes, time.perf_counter() - started, grid))
         print("  " + " ".join("%s=%.4g" % item for item in sorted(figures[name].items())))
-    print("ours_face_rate=%.3f peer_face_rate=%.3f ours_fd=%.4f peer_fd=%.4f"
-          % (figures["ours"]["face_rate"], figures["peer"]["face_rate"],
-             figures["ours"]["face_fd"], figures["peer"]["face_fd"]))
+    print(" ".join(["%s_face_rate=%.3f" % (name, figures[name]["face_rate"]) for name in figures]
+                   + ["%s_fd=%.4f" % (name, figures[name]["face_fd"]) for name in figures]))
 
 
 if __name__ == "__main__":

@@ -15,10 +15,15 @@ threads, alternating blocks of steps between the two so that both see the same m
 `--bf16` applies to TensorFlow only. Last line:
 
     tf_img_per_s=<median over steps> torch_img_per_s=<median over steps> ratio=<tf / torch>
+
+`--loss wgan-gp` times WGAN-GP's steps instead (one critic update per batch, a G update every
+fifth). `--augment` feeds flipped and jittered batches, as the trainer's --augment, and also
+prints what the augmentation costs per batch, alone and as a share of a step:
+
+    augment_ms_per_batch=<median> augment_share_of_step=<ms per batch / ms per step>
 """
 import argparse
 import contextlib
-import functools
 import itertools
 import math
 import os
@@ -32,9 +37,9 @@ import tensorflow.compat.v1 as tf
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from demo_faces import make_demo_dataset  # noqa: E402
-from gantut_datafuncs import feed_batches, load_dataset  # noqa: E402
-from gantut_gan import DCGAN, session_config  # noqa: E402
-from gantut_trainer import ALL_CORES  # noqa: E402
+from gantut_datafuncs import augment_images, feed_batches, load_dataset  # noqa: E402
+from gantut_gan import DCGAN, LOSSES, session_config  # noqa: E402
+from gantut_trainer import ALL_CORES, WGAN_GP_ADAM  # noqa: E402
 
 
 def parse_args():
@@ -47,6 +52,10 @@ def parse_args():
     parser.add_argument("--image_size", type=int, default=64, help="image size [64]")
     parser.add_argument("--bf16", action="store_true",
                         help="oneDNN bfloat16 auto mixed precision, as the trainer's --bf16")
+    parser.add_argument("--loss", choices=LOSSES, default="gan",
+                        help="the trainer's --loss [gan]")
+    parser.add_argument("--augment", action="store_true",
+                        help="flip and jitter each batch, as the trainer's --augment")
     parser.add_argument("--data_dir", default=os.path.join(tempfile.gettempdir(), "gantut_bench"),
                         help="where the demo faces and their cache go [%(default)s]")
     parser.add_argument("--peer", choices=["torch"],
@@ -64,25 +73,30 @@ def demo_images(data_dir, image_size):
     return load_dataset(faces, image_size, cache_dir=os.path.join(data_dir, "cache"))
 
 
-def endless_batches(images, batch_size):
+def endless_batches(images, batch_size, augment=False):
     """The trainer's batches, epoch after epoch."""
     epoch = 0
     while True:
-        for _, batch in feed_batches(images, batch_size, seed=0, epoch=epoch):
+        for _, batch in feed_batches(images, batch_size, seed=0, epoch=epoch, augment=augment):
             yield batch
         epoch += 1
 
 
 @contextlib.contextmanager
-def tf_training(threads, bf16, image_size, batch_size):
+def tf_training(threads, bf16, image_size, batch_size, loss="gan"):
     """(model, step): the project's DCGAN in its own graph and session, and a function training
-    it one step on (batch, noise), the way the trainer does."""
+    it one step on (batch, noise), the way the trainer does (with the trainer's Adam settings
+    for `loss`)."""
     with tf.Graph().as_default(), tf.Session(config=session_config(threads, bf16)) as sess:
         tf.set_random_seed(0)
-        dcgan = DCGAN(sess, image_size=image_size, batch_size=batch_size)
-        d_optim, g_optim = dcgan.optimizers(0.0002, 0.5)
+        dcgan = DCGAN(sess, image_size=image_size, batch_size=batch_size, loss=loss)
+        adam = (WGAN_GP_ADAM["learning_rate"], WGAN_GP_ADAM["beta1"], WGAN_GP_ADAM["beta2"]) \
+            if loss == "wgan-gp" else (0.0002, 0.5)
+        d_optim, g_optim = dcgan.optimizers(*adam)
         sess.run(tf.global_variables_initializer())
-        yield dcgan, functools.partial(dcgan.train_step, d_optim, g_optim)
+        steps = itertools.count(1)
+        yield dcgan, lambda batch, batch_z: dcgan.train_step(
+            d_optim, g_optim, batch, batch_z, g_updates=dcgan.g_updates(next(steps)))
 
 
 def torch_peer_model(threads, image_size):
@@ -113,15 +127,16 @@ def time_steps(train, work, count):
     return timings
 
 
-def training_work(images, batch_size):
+def training_work(images, batch_size, augment=False):
     """The trainer's (batch, noise) pairs, endlessly."""
-    return zip(endless_batches(images, batch_size), noise_batches(batch_size))
+    return zip(endless_batches(images, batch_size, augment), noise_batches(batch_size))
 
 
 def measure(args, images):
     """Return per-step (seconds, seconds waiting for the batch) for the timed steps."""
-    with tf_training(args.threads, args.bf16, args.image_size, args.batch_size) as (_, train):
-        timings = time_steps(train, training_work(images, args.batch_size),
+    with tf_training(args.threads, args.bf16, args.image_size, args.batch_size,
+                     args.loss) as (_, train):
+        timings = time_steps(train, training_work(images, args.batch_size, args.augment),
                              args.warmup + args.steps)
     return np.array(timings[args.warmup:])
 
@@ -158,6 +173,22 @@ def main():
         img_per_s = args.batch_size / np.median(timings[:, 0])
         wait_frac = timings[:, 1].sum() / timings[:, 0].sum()
         print("train_img_per_s=%.1f data_wait_frac=%.4f" % (img_per_s, wait_frac))
+        if args.augment:
+            augment_seconds = augment_time(images, args.batch_size)
+            print("augment_ms_per_batch=%.2f augment_share_of_step=%.4f"
+                  % (1000 * augment_seconds, augment_seconds / np.median(timings[:, 0])))
+
+
+def augment_time(images, batch_size, count=50):
+    """Median seconds augment_images takes for one batch, timed alone."""
+    rng = np.random.default_rng(0)
+    seconds = []
+    for _ in range(count):
+        batch = images[np.sort(rng.choice(len(images), batch_size, replace=False))]
+        started = time.perf_counter()
+        augment_images(batch, rng)
+        seconds.append(time.perf_counter() - started)
+    return np.median(seconds)
 
 
 if __name__ == "__main__":

@@ -126,10 +126,14 @@ def test_ctrl_c_saves_a_checkpoint_and_the_next_run_resumes_there(tmp_path):
     first = progress(result.stdout)[0]
     expected = (last_epoch, last_batch + 1) if last_batch + 1 < 10 else (last_epoch + 1, 0)
     assert first == expected
+    # The loss log carries every step once across the interruption.
+    with open(tmp_path / "logs" / "losses.csv") as table:
+        steps = [int(row["step"]) for row in csv.DictReader(table)]
+    assert steps == list(range(1, len(steps) + 1)) and len(steps) > step
 
 
 @pytest.mark.parametrize("flag,value", [("epoch", "-1"), ("batch_size", "0"),
-                                        ("image_size", "48"), ("c_dim", "2"),
+                                        ("image_size", "50"), ("c_dim", "2"),
                                         ("learning_rate", "0")])
 def test_a_flag_that_makes_no_sense_is_refused_by_name(tmp_path, flag, value):
     result = run_trainer(str(tmp_path), "--dataset", "x", "--%s=%s" % (flag, value))
