@@ -43,7 +43,7 @@ SETTINGS_FILE = "model.json"
 # Image sizes the model builds: s x 2^k with a first (G) / last (D) feature map of s x s,
 # s in 4..7, so 28, 56 and 112 (the logo walkthrough's sizes) work as well as the posts' 64.
 BASE_SIZES = range(4, 8)
-MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 1024
+MIN_IMAGE_SIZE = 16
 
 # The losses the trainer offers: the posts' GAN loss, or WGAN-GP (Gulrajani et al. 2017).
 LOSSES = ("gan", "wgan-gp")
@@ -59,21 +59,24 @@ def base_size(image_size):
 
 
 def valid_image_size(image_size):
-    """True for the sizes the model can build: s x 2^k from 16 up, s in 4..7 (Part 4's check,
-    widened: it allowed only powers of two, which all still pass from 16 up)."""
-    return (MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE
-            and base_size(image_size) in BASE_SIZES)
+    """True for the sizes the model can build (Part 4's check, widened).
+
+    The post's check, a power of two of at least 8, still passes; from 16 on, s x 2^k with s in
+    4..7 (16, 20, 24, 28, 32, 40, 48, 56, 64, ...) builds too.
+    """
+    power_of_two = image_size >= 8 and (image_size & (image_size - 1)) == 0
+    return power_of_two or (image_size >= MIN_IMAGE_SIZE and base_size(image_size) in BASE_SIZES)
 
 
 def image_size_error(image_size):
     """Why `image_size` is refused, with the valid sizes nearest to it."""
-    valid = [size for size in range(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE + 1) if valid_image_size(size)]
+    valid = [size for size in range(8, 2 * max(image_size, 8) + 1) if valid_image_size(size)]
     below = [size for size in valid if size < image_size][-1:]
     above = [size for size in valid if size > image_size][:1]
-    return ("image_size %d cannot be built: it must be s x 2^k between %d and %d with s in 4..7 "
-            "(16, 28, 32, 48, 56, 64, 112, 128, 224, 256, ...). Nearest valid: %s"
-            % (image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE,
-               " or ".join(str(size) for size in below + above)))
+    return ("image_size %d cannot be built: it must be a power of two of at least 8, or s x 2^k "
+            "of at least %d with s in 4..7 (16, 28, 32, 48, 56, 64, 112, 128, 224, 256, ...). "
+            "Nearest valid: %s" % (image_size, MIN_IMAGE_SIZE,
+                                   " or ".join(str(size) for size in below + above)))
 
 
 def layer_sizes(image_size):

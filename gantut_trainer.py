@@ -57,8 +57,8 @@ flags.DEFINE_boolean("augment", False,
 flags.DEFINE_float("train_size", float("inf"), "Use at most this many images [inf: all]")
 flags.DEFINE_integer("batch_size", 64, "Images per batch [64]")
 flags.DEFINE_integer("image_size", 64,
-                     "Image height and width: s x 2^k with s in 4..7, 16 to 1024 (16, 28, 32, "
-                     "48, 56, 64, 112, 128, ...); the layer count follows it [64]")
+                     "Image height and width: a power of two of at least 8, or s x 2^k of at least "
+                     "16 with s in 4..7 (28, 48, 56, 112, ...); the layer count follows it [64]")
 flags.DEFINE_integer("c_dim", 3, "Image channels: 3 for RGB, 1 for grayscale [3]")
 flags.DEFINE_integer("z_dim", 100, "Length of the noise vector z [100]")
 flags.DEFINE_integer("gf_dim", 64, "Channels of G's last hidden layer [64]")

@@ -64,7 +64,7 @@ def test_losses_and_summaries_have_the_posts_names(sess):
     assert tags == {"z", "d", "d_", "G", "d_loss_real", "d_loss_fake", "g_loss", "d_loss"}
 
 
-@pytest.mark.parametrize("image_size", [0, 4, 8, 12, 50, 100, 2048])
+@pytest.mark.parametrize("image_size", [0, 4, 12, 50, 100, 2047])
 def test_an_image_size_it_cannot_build_is_refused_with_the_nearest_valid_ones(sess, image_size):
     with pytest.raises(ValueError, match="Nearest valid: "):
         tiny_dcgan(sess, image_size)

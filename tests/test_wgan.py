@@ -80,11 +80,12 @@ def test_walkthrough_sizes_build_and_take_a_training_step(sess, image_size, firs
 
 
 def test_valid_sizes_keep_the_posts_powers_of_two():
-    assert all(valid_image_size(2 ** k) for k in range(4, 9))
+    assert all(valid_image_size(2 ** k) for k in range(3, 12))
     assert [s for s in range(16, 257) if valid_image_size(s)] == [
         16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256]
     assert image_size_error(50).endswith("Nearest valid: 48 or 56")
-    assert image_size_error(10).endswith("Nearest valid: 16")
+    assert image_size_error(10).endswith("Nearest valid: 8 or 16")
+    assert image_size_error(0).endswith("Nearest valid: 8")
 
 
 def test_trainer_refuses_size_50_naming_the_nearest_sizes(tmp_path):
