@@ -57,8 +57,8 @@ def parse_args():
     parser.add_argument("--loss", nargs="+", choices=LOSSES, default=["gan"],
                         help="the trainer's --loss of our model; several train one model each "
                              "[gan]")
-    parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True,
-                        help="also train the PyTorch peer (--nopeer: do not) [on]")
+    parser.add_argument("--nopeer", dest="peer", action="store_false",
+                        help="do not train the PyTorch peer")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the held-out split, the sample noise and the metrics [0]")
     parser.add_argument("--data_dir", default=os.path.join(tempfile.gettempdir(), "gantut_bench"),
