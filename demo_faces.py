@@ -10,8 +10,10 @@ the aligned CelebA crops (face filling most of the frame, eyes at ~40 % height, 
 and vary in every feature, so a DCGAN on two CPU cores shows recognisable faces in its sample
 grids within minutes.
 
-Feature geometry is kept in face-relative units (see `FaceParams`) so that a later stage
-(pix2pix, front view -> side view) can draw the same person in profile from the same parameters.
+Feature geometry is kept in face-relative units (see `FaceParams`) so that the pix2pix stage
+(front view -> side view) draws the same person in profile from the same parameters:
+`draw_face(params, size, "side")` faces right, and `make_demo_pairs` writes `front/` and `side/`
+folders of matching files (`./demo_faces.py --pairs`).
 """
 import argparse
 import colorsys
@@ -215,7 +217,8 @@ def _outline_color(p):
 def draw_face(params, size=64, view="front"):
     """Draw one face as a `size` x `size` RGB image (demo data beside Part 5).
 
-    Only the 'front' view exists yet; the pix2pix stage adds 'side' from the same params.
+    `view` is 'front', or 'side' for the same face in profile, facing right (the pix2pix
+    stage's targets).
     """
     if view not in VIEW_DRAWERS:
         raise ValueError("unknown view %r; known views: %s" % (view, ", ".join(VIEW_DRAWERS)))
@@ -234,9 +237,6 @@ def _draw_front(p, canvas):
                  _draw_eyes, _draw_brows, _draw_nose, _draw_mouth):
         part(draw, box, p)
     return image
-
-
-VIEW_DRAWERS = {"front": _draw_front}
 
 
 def _background(p, canvas):
@@ -393,38 +393,222 @@ def _mouth_curve(box, p, depth, points=17):
             for x in np.linspace(-1, 1, points)]
 
 
+# ----------------------------------------------------------------------------------------------
+# The side view: the same face in profile, facing right, for the pix2pix stage
+# ----------------------------------------------------------------------------------------------
+
+# In profile, u runs from the back of the head (negative) to the face (positive). The face's
+# front plane (forehead, lips, chin) is at this u; the nose sticks out beyond it.
+PROFILE_FRONT = 0.88
+# The skull: an ellipse about this centre, with these radii, in face units.
+SKULL_CENTRE, SKULL_RADII = (-0.15, -0.12), (1.0, 0.88)
+
+
+def _draw_side(p, canvas):
+    """The side view on a `canvas`-pixel square, painted back to front: the face of the front
+    view seen from its left, so the nose points to the right of the image. The background,
+    framing and every colour and feature size come from the same params."""
+    image = _background(p, canvas)
+    draw = ImageDraw.Draw(image)
+    box = _FaceBox(p.centre_x * canvas, p.centre_y * canvas,
+                   p.half_width * canvas, p.half_height * canvas)
+    for part in (_draw_side_back_hair, _draw_side_shoulders, _draw_side_head, _draw_side_hair,
+                 _draw_side_ear, _draw_side_eye, _draw_side_brow, _draw_side_nose,
+                 _draw_side_mouth):
+        part(draw, box, p)
+    return image
+
+
+def _skull_points(box, pad, start, end, points=48):
+    """Canvas points along the skull ellipse grown by `pad` face units, from angle `start` to
+    `end` (radians; 0 points forward, pi/2 down)."""
+    (cu, cv), (ru, rv) = SKULL_CENTRE, SKULL_RADII
+    return [box.at(cu + (ru + pad) * math.cos(t), cv + (rv + pad) * math.sin(t))
+            for t in np.linspace(start, end, points)]
+
+
+def _skull_angle(v, pad, back=True):
+    """The angle at which the grown skull ellipse reaches height `v`, on its back or front."""
+    sine = max(-1.0, min(1.0, (v - SKULL_CENTRE[1]) / (SKULL_RADII[1] + pad)))
+    return math.pi - math.asin(sine) if back else 2 * math.pi + math.asin(sine)
+
+
+def _draw_side_back_hair(draw, box, p):
+    """The hair mass behind the head, as in the front view: a cap down to the back of the
+    skull, long hair hanging down the back, or the afro all round."""
+    if p.hair_style not in _BACK_HAIR:
+        return
+    reach, lowest_v, hangs = _BACK_HAIR[p.hair_style]
+    pad = reach * p.hair_volume
+    top_front = box.at(0.3, SKULL_CENTRE[1])
+    draw.polygon(_skull_points(box, pad, _skull_angle(lowest_v + 0.3, pad), 1.75 * math.pi)
+                 + [top_front], fill=p.hair_color)
+    if hangs:
+        back = SKULL_CENTRE[0] - SKULL_RADII[0] - pad
+        draw.rounded_rectangle([box.cx + back * box.w, box.cy - 0.2 * box.h,
+                                box.cx - 0.3 * box.w, box.cy + (1 + p.hair_length) * box.h],
+                               radius=0.4 * box.w, fill=p.hair_color)
+
+
+def _draw_side_shoulders(draw, box, p):
+    """The shirt seen from the side (narrower than from the front) and the neck, leaning
+    forward a little, in the chin's shadow."""
+    draw.ellipse([box.cx - 1.4 * box.w, box.cy + 0.95 * box.h,
+                  box.cx + 1.2 * box.w, box.cy + 3.2 * box.h], fill=p.shirt_color)
+    draw.polygon([box.at(0.35, 0.7), box.at(0.45, 2.0), box.at(-0.5, 2.0), box.at(-0.6, 0.3)],
+                 fill=_shade(p.skin, 0.85))
+
+
+def _profile(p):
+    """The face's front contour in face units, forehead to chin, then back along the jaw: the
+    forehead, brow ridge, nose (its length and width set how far and how low it sticks out),
+    lips (parted by `mouth_open`) and chin of the front view's params."""
+    front = PROFILE_FRONT
+    tip = 0.1 + 0.6 * p.nose_length
+    nose_base = p.nose_v + 0.07 + 0.3 * p.nose_width
+    brow_v = p.eye_v - p.brow_gap
+    # A square jaw turns at a sharper, lower angle; a narrow one further forward.
+    jaw = (-0.35 + 0.4 * (1 - p.jaw_width), 0.5 + 0.1 * (p.jaw_squareness - 1.8))
+    return [(0.45, -0.85), (0.78, -0.6), (front, brow_v), (front - 0.05, p.eye_v + 0.03),
+            (front + tip, p.nose_v), (front + 0.35 * tip, nose_base), (front - 0.02, nose_base),
+            (front + 0.04, p.mouth_v - 0.05), (front + 0.01, p.mouth_v),
+            (front - 0.03, p.mouth_v + 0.02), (front - 0.03, p.mouth_v + p.mouth_open),
+            (front + 0.02, p.mouth_v + p.mouth_open + 0.07),
+            (front - 0.06, p.mouth_v + p.mouth_open + 0.17), (front - 0.02, 0.88),
+            (front - 0.2, 1.0), (0.3, 0.92), jaw, (-0.3, 0.0)]
+
+
+def _draw_side_head(draw, box, p):
+    """The skull and the face in skin, outlined along the back of the head and the face."""
+    draw.ellipse(_ellipse_box(box.at(*SKULL_CENTRE), SKULL_RADII[0] * box.w,
+                              SKULL_RADII[1] * box.h), fill=p.skin)
+    contour = [box.at(u, v) for u, v in _profile(p)]
+    draw.polygon(contour, fill=p.skin)
+    line = box.line_width(0.015)
+    draw.line(contour[:-1], fill=_outline_color(p), width=line, joint="curve")
+    draw.line(_skull_points(box, 0, 0.65 * math.pi, 1.65 * math.pi), fill=_outline_color(p),
+              width=line, joint="curve")
+
+
+def _draw_side_hair(draw, box, p):
+    """The hair on the scalp: over the top from the forehead's hairline, a sideburn in front of
+    the ear, down to the nape; bald heads have none."""
+    if p.hair_style == "bald":
+        return
+    pad = 0.4 * p.hair_volume
+    hairline = [box.at(0.6, p.hairline_v + 0.05), box.at(0.05, p.eye_v - 0.05),
+                box.at(0.02, p.eye_v + 0.2), box.at(-0.25, p.eye_v + 0.05),
+                box.at(-0.8, 0.15)]
+    draw.polygon(_skull_points(box, pad, _skull_angle(0.15, pad),
+                               _skull_angle(p.hairline_v, pad, back=False)) + hairline,
+                 fill=p.hair_color)
+
+
+def _draw_side_ear(draw, box, p):
+    """The one ear that shows, between eye and nose height, with the curve of its rim."""
+    centre = box.at(-0.22, (p.eye_v + p.nose_v) / 2)
+    ear = _ellipse_box(centre, 0.14 * p.ear_size * box.w, 0.24 * p.ear_size * box.h)
+    draw.ellipse(ear, fill=p.skin, outline=_outline_color(p), width=box.line_width(0.012))
+    inner = _ellipse_box(centre, 0.07 * p.ear_size * box.w, 0.14 * p.ear_size * box.h)
+    draw.arc(inner, 100, 300, fill=_outline_color(p), width=box.line_width(0.012))
+
+
+def _draw_side_eye(draw, box, p):
+    """The eye in profile: a wedge of white opening forwards, the iris at its front, a heavy
+    upper lid line."""
+    length = 0.9 * p.eye_width
+    front = PROFILE_FRONT - 0.07
+    height = p.eye_openness * p.eye_width
+    back, upper, lower = (box.at(front - length, p.eye_v), box.at(front, p.eye_v - 0.6 * height),
+                          box.at(front - 0.01, p.eye_v + 0.5 * height))
+    draw.polygon([back, upper, lower], fill=SCLERA)
+    iris = box.at(front - 0.25 * length, p.eye_v)
+    iris_h = 0.45 * height * box.h
+    draw.ellipse(_ellipse_box(iris, 0.35 * iris_h, iris_h), fill=p.iris_color)
+    draw.ellipse(_ellipse_box(iris, 0.15 * iris_h, 0.5 * iris_h), fill=EYE_LINE)
+    line = box.line_width(0.012)
+    draw.line([back, lower], fill=EYE_LINE, width=line)
+    draw.line([back, upper], fill=EYE_LINE, width=2 * line)
+
+
+def _draw_side_brow(draw, box, p):
+    """The eyebrow over the eye, its outer end (now at the back) raised by the tilt."""
+    base_v = p.eye_v - p.brow_gap
+    front = PROFILE_FRONT - 0.04
+    points = [box.at(front, base_v),
+              box.at(front - 0.15, base_v - p.brow_arch - p.brow_tilt / 2),
+              box.at(front - 0.3, base_v - p.brow_tilt)]
+    draw.line(points, fill=_shade(p.hair_color, 0.75), width=box.line_width(p.brow_thickness),
+              joint="curve")
+
+
+def _draw_side_nose(draw, box, p):
+    """A shaded nostril under the nose tip."""
+    tip = 0.1 + 0.6 * p.nose_length
+    nostril = box.at(PROFILE_FRONT + 0.3 * tip, p.nose_v + 0.04 + 0.15 * p.nose_width)
+    rx = 0.5 * p.nose_width * box.w
+    draw.ellipse(_ellipse_box(nostril, rx, 0.5 * rx), fill=_shade(p.skin, 0.7))
+
+
+def _draw_side_mouth(draw, box, p):
+    """The lips at the front, and the mouth line back to the corner, raised by the smile; an
+    open mouth shows dark between the lips."""
+    front = PROFILE_FRONT
+    corner = box.at(front - 0.45 * p.mouth_width, p.mouth_v - 0.8 * p.smile)
+    lip = (0.07 * box.w, 0.035 * box.h)
+    draw.ellipse(_ellipse_box(box.at(front, p.mouth_v - 0.03), *lip), fill=p.lip_color)
+    draw.ellipse(_ellipse_box(box.at(front - 0.01, p.mouth_v + p.mouth_open + 0.04), *lip),
+                 fill=p.lip_color)
+    if p.mouth_open:
+        draw.polygon([box.at(front - 0.02, p.mouth_v + 0.01), corner,
+                      box.at(front - 0.02, p.mouth_v + p.mouth_open)], fill=MOUTH_INSIDE)
+    draw.line([box.at(front - 0.02, p.mouth_v + 0.01), corner], fill=p.lip_color,
+              width=box.line_width(0.025))
+
+
+VIEW_DRAWERS = {"front": _draw_front, "side": _draw_side}
+
+
 def _face_path(folder, index):
     """Where face `index` of the set is stored."""
     return os.path.join(folder, "face_%05d.png" % index)
 
 
-def _png_tag(index, size, seed):
+def _spec(size, seed, view, **more):
+    """What a set or file was drawn from. The view is named only when it is not the front, so
+    front sets drawn before the side view existed stay current."""
+    spec = dict(more, size=size, seed=seed, version=DRAWING_VERSION)
+    if view != "front":
+        spec["view"] = view
+    return spec
+
+
+def _png_tag(index, size, seed, view="front"):
     """The text stored in each PNG: what it was drawn from and by which drawing version."""
-    return json.dumps({"index": index, "size": size, "seed": seed, "version": DRAWING_VERSION},
-                      sort_keys=True)
+    return json.dumps(_spec(size, seed, view, index=index), sort_keys=True)
 
 
-def _is_current(folder, index, size, seed):
+def _is_current(folder, index, size, seed, view="front"):
     """True if the file for `index` exists, is readable and holds exactly the wanted image."""
     try:
         with Image.open(_face_path(folder, index)) as image:
-            return image.text.get(PNG_TAG_KEY) == _png_tag(index, size, seed)
+            return image.text.get(PNG_TAG_KEY) == _png_tag(index, size, seed, view)
     except (OSError, SyntaxError):  # missing, truncated or not a PNG: draw it again
         return False
 
 
-def _save_face(folder, index, size, seed):
+def _save_face(folder, index, size, seed, view="front"):
     """Draw face `index` of the set from (seed, index) alone and write it atomically."""
     params = random_face_params(np.random.default_rng([seed, index]))
     info = PngInfo()
-    info.add_text(PNG_TAG_KEY, _png_tag(index, size, seed))
+    info.add_text(PNG_TAG_KEY, _png_tag(index, size, seed, view))
     with atomic_path(_face_path(folder, index)) as tmp:
-        draw_face(params, size).save(tmp, format="PNG", pnginfo=info)
+        draw_face(params, size, view).save(tmp, format="PNG", pnginfo=info)
 
 
-def _draw_faces(folder, indices, size, seed):
+def _draw_faces(folder, indices, size, seed, view="front"):
     """Draw and save the given faces, over all cores when there are enough of them."""
-    save = functools.partial(_save_face, folder, size=size, seed=seed)
+    save = functools.partial(_save_face, folder, size=size, seed=seed, view=view)
     workers = os.cpu_count() or 1
     parallel = workers > 1 and len(indices) >= PARALLEL_MIN_IMAGES
     progress = Progress("demo faces", len(indices), "faces")
@@ -442,25 +626,38 @@ def _remove_surplus(folder, n_images):
             os.remove(os.path.join(folder, name))
 
 
-def make_demo_dataset(folder, n_images=4000, size=64, seed=0):
+def make_demo_dataset(folder, n_images=4000, size=64, seed=0, view="front"):
     """Draw the demo dataset into `folder` once and return `folder` (demo data beside Part 5).
 
-    Files are `face_00000.png`, ...; image i depends only on (seed, i). A matching completion
-    marker returns at once; otherwise only missing, unreadable or differently drawn files are
-    (re)drawn, and the marker is written last.
+    Files are `face_00000.png`, ...; image i depends only on (seed, i), and `view` ("front" or
+    "side") says from where it is seen. A matching completion marker returns at once; otherwise
+    only missing, unreadable or differently drawn files are (re)drawn, and the marker is
+    written last.
     """
     folder = os.fspath(folder)
-    spec = {"n_images": n_images, "size": size, "seed": seed, "version": DRAWING_VERSION}
+    spec = _spec(size, seed, view, n_images=n_images)
     marker = os.path.join(folder, MARKER_NAME)
     if read_json(marker) == spec:
         return folder
     os.makedirs(folder, exist_ok=True)
     _remove_surplus(folder, n_images)
-    missing = [i for i in range(n_images) if not _is_current(folder, i, size, seed)]
-    _draw_faces(folder, missing, size, seed)
+    missing = [i for i in range(n_images) if not _is_current(folder, i, size, seed, view)]
+    _draw_faces(folder, missing, size, seed, view)
     with atomic_path(marker) as tmp, open(tmp, "w") as f:
         json.dump(spec, f, sort_keys=True)
     return folder
+
+
+def make_demo_pairs(folder, n_pairs=3000, size=64, seed=0):
+    """Draw the paired demo set for the pix2pix stage into `folder` once and return `folder`.
+
+    `folder/front/face_i.png` is face i of the demo set of the same seed (the same file the
+    DCGAN's demo draws) and `folder/side/face_i.png` the same face in profile, facing right.
+    Resumes and redraws as make_demo_dataset does, each view on its own.
+    """
+    for view in ("front", "side"):
+        make_demo_dataset(os.path.join(folder, view), n_pairs, size, seed, view)
+    return os.fspath(folder)
 
 
 def main(argv=None):
@@ -473,8 +670,12 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=64, help="side of each square image in pixels")
     parser.add_argument("--seed", type=int, default=0,
                         help="random seed; the same seed always gives the same images")
+    parser.add_argument("--pairs", action="store_true",
+                        help="draw each face from the front into OUT/front and in profile into "
+                             "OUT/side, the paired set of the pix2pix stage")
     args = parser.parse_args(argv)
-    print(make_demo_dataset(args.out, args.n_images, args.size, args.seed))
+    make = make_demo_pairs if args.pairs else make_demo_dataset
+    print(make(args.out, args.n_images, args.size, args.seed))
 
 
 if __name__ == "__main__":

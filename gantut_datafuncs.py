@@ -363,7 +363,8 @@ def augment_images(images, rng, jitter=1.1):
     return out
 
 
-def decode_rows_to_cache(items, cache_path, row_shape, decode, workers, label="decoding images"):
+def decode_rows_to_cache(items, cache_path, row_shape, decode, workers, label="decoding images",
+                         unit="images"):
     """Decode each of `items` into one row of a uint8 .npy array at `cache_path`; return (count,
     skipped) (Part 4 cache machinery, shared with the pix2pix stage's pair cache).
 
@@ -376,7 +377,7 @@ def decode_rows_to_cache(items, cache_path, row_shape, decode, workers, label="d
     shape = (len(items),) + tuple(row_shape)
     skipped = []
     count = 0
-    progress = Progress(label, len(items))
+    progress = Progress(label, len(items), unit)
     with atomic_path(cache_path) as tmp, \
             concurrent.futures.ThreadPoolExecutor(workers) as pool:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)

@@ -13,6 +13,7 @@ The layer count follows `image_size`: G starts at 4x4 and doubles up to the imag
 the image down to 4x4. Channel widths are multiples of `gf_dim`/`df_dim`: 8, 4, 2, 1 for 64x64
 images, as in the post, capped at 8 for bigger images.
 """
+import contextlib
 import csv
 import glob
 import io
@@ -31,7 +32,8 @@ from gantut_datafuncs import (batch_norm, conv2d, conv2d_transpose, dataset_file
 import gantut_metrics
 from gantut_imgfuncs import (grid_shape, inverse_transform, plot_losses, save_gif, save_images,
                              to_uint8, transform)
-from gantut_utils import atomic_path, format_seconds, read_json
+from gantut_utils import (FolderBusy, atomic_path, folder_lock, format_seconds, read_json,
+                          remove_stale_temp_files)
 
 # dataset_files is re-exported: the post defined it in this module.
 __all__ = ["DCGAN", "dataset_files", "valid_image_size"]
@@ -93,7 +95,51 @@ def width_multiple(image_size, size):
     return min(8, image_size // (2 * size))
 
 
-class DCGAN(object):
+class Resumable(object):
+    """What every stage's model needs to be stopped and resumed (Part 4; shared with the pix2pix
+    stage): the training position in the checkpoint, and save/load/resume.
+
+    A subclass sets `sess`, `model_name` and `settings_text` (the flags that fix its shape, for
+    the message when a checkpoint does not fit), calls `build_position()` while building its
+    graph, and makes its `saver` after that.
+    """
+
+    def build_position(self):
+        """The variable holding step, epoch, batch within the epoch and the seed of the epochs'
+        shuffles: in the checkpoint, so a resumed run carries on at the same batch of the same
+        order."""
+        with tf.variable_scope("state"):
+            self.counters = tf.get_variable("counters", [4], tf.int64, tf.zeros_initializer(),
+                                            trainable=False)
+            self.new_counters = tf.placeholder(tf.int64, [4], name="new_counters")
+            self.set_counters = tf.assign(self.counters, self.new_counters)
+
+    def resume(self, config):
+        """Restore the newest checkpoint, if any; return (step, epoch, batch) to go on from, and
+        fix the seed of the epochs' shuffles (from the checkpoint, else --seed, else random)."""
+        if self.load(config.checkpoint_dir):
+            print(" [*] An existing model was found: carrying on from it")
+            step, epoch, batch, self.data_seed = map(int, self.sess.run(self.counters))
+        else:
+            step, epoch, batch = 0, 0, 0
+            self.data_seed = np.random.randint(2**31) if config.seed is None else config.seed
+        return step, epoch, batch
+
+    def save(self, checkpoint_dir, step, position=None):
+        """Save the variables, and the (step, epoch, batch) `position` if given, to
+        `checkpoint_dir` (Part 4)."""
+        if position is not None:
+            self.sess.run(self.set_counters, {self.new_counters: list(position) + [self.data_seed]})
+        save_checkpoint(self.sess, self.saver, checkpoint_dir, self.model_name, step)
+
+    def load(self, checkpoint_dir):
+        """Restore the newest complete checkpoint in `checkpoint_dir`; return whether one was
+        found (Part 4). See restore_checkpoint."""
+        return restore_checkpoint(self.sess, self.saver, checkpoint_dir, self.model_name,
+                                  self.settings_text)
+
+
+class DCGAN(Resumable):
     """Deep convolutional GAN of the posts (Part 4).
 
     Build it inside a Session: `DCGAN(sess, image_size=64, batch_size=64, checkpoint_dir=...)`
@@ -109,6 +155,7 @@ class DCGAN(object):
     """
 
     model_name = "DCGAN.model"
+    settings_text = "image_size, c_dim, z_dim, gf_dim, df_dim, loss"
 
     def __init__(self, sess, image_size=64, is_crop=False, batch_size=64, sample_size=64,
                  z_dim=100, gf_dim=64, df_dim=64, gfc_dim=1024, dfc_dim=1024, c_dim=3,
@@ -186,17 +233,13 @@ class DCGAN(object):
         self.d_vars = [var for var in t_vars if has_prefix(var, "d_")]
         self.g_vars = [var for var in t_vars if has_prefix(var, "g_")]
 
+        self.build_position()
         with tf.variable_scope("state"):
-            # Training position and the fixed sample noise live in the checkpoint, so a resumed
-            # run carries on where it stopped and its grids keep showing the same faces.
-            # step, epoch, batch within the epoch, and the seed of the epochs' shuffles
-            self.counters = tf.get_variable("counters", [4], tf.int64, tf.zeros_initializer(),
-                                            trainable=False)
+            # The fixed sample noise lives in the checkpoint too, so a resumed run's grids keep
+            # showing the same faces.
             self.sample_z = tf.get_variable("sample_z", [self.sample_size, self.z_dim],
                                             initializer=tf.random_uniform_initializer(-1, 1),
                                             trainable=False)
-            self.new_counters = tf.placeholder(tf.int64, [4], name="new_counters")
-            self.set_counters = tf.assign(self.counters, self.new_counters)
         # Model weights only, enough to generate; train() makes one that also keeps Adam's state.
         self.saver = tf.train.Saver()
 
@@ -328,17 +371,9 @@ class DCGAN(object):
             self.writer.close()
 
     def resume(self, config):
-        """Restore the newest checkpoint, if any; return (step, epoch, batch) to go on from.
-
-        Also fixes the seed of the epochs' shuffles (kept in the checkpoint, so a resumed run
-        sees the same order) and the noise generator.
-        """
-        if self.load(config.checkpoint_dir):
-            print(" [*] An existing model was found: carrying on from it")
-            step, epoch, batch, self.data_seed = map(int, self.sess.run(self.counters))
-        else:
-            step, epoch, batch = 0, 0, 0
-            self.data_seed = np.random.randint(2**31) if config.seed is None else config.seed
+        """Restore the newest checkpoint, if any; return (step, epoch, batch) to go on from
+        (Part 4). Also seeds the noise generator from --seed and the step."""
+        step, epoch, batch = super().resume(config)
         self.rng = np.random.default_rng(None if config.seed is None else [config.seed, step])
         return step, epoch, batch
 
@@ -500,22 +535,10 @@ class DCGAN(object):
             step = lr * (m / (1 - beta1 ** (i + 1))) / (np.sqrt(v / (1 - beta2 ** (i + 1))) + eps)
             z = np.clip(z - step, -1, 1)
 
-    # ------------------------------------------------------------------------------------------
-    # Checkpoints
-    # ------------------------------------------------------------------------------------------
 
-    def save(self, checkpoint_dir, step, position=None):
-        """Save weights, sample noise and (step, epoch, batch) `position` to `checkpoint_dir` (Part 4)."""
-        if position is not None:
-            self.sess.run(self.set_counters, {self.new_counters: list(position) + [self.data_seed]})
-        save_checkpoint(self.sess, self.saver, checkpoint_dir, self.model_name, step)
-
-    def load(self, checkpoint_dir):
-        """Restore the newest complete checkpoint in `checkpoint_dir`; return whether one was
-        found (Part 4). See restore_checkpoint."""
-        return restore_checkpoint(self.sess, self.saver, checkpoint_dir, self.model_name,
-                                  "image_size, c_dim, z_dim, gf_dim, df_dim")
-
+# ----------------------------------------------------------------------------------------------
+# Checkpoints and settings, shared by every stage
+# ----------------------------------------------------------------------------------------------
 
 def save_checkpoint(sess, saver, checkpoint_dir, model_name, step):
     """Save `saver`'s variables as `checkpoint_dir/model_name-step` (Part 4; shared by every
@@ -595,6 +618,32 @@ def record_settings(checkpoint_dir, model_name, settings, legacy=None):
 def describe_flags(settings, names):
     """`--name value` for each of `names`, as a user would type them."""
     return " ".join("--%s %s" % (name, settings.get(name)) for name in names)
+
+
+@contextlib.contextmanager
+def training_folders(checkpoint_dir, sample_dir, logs_dir):
+    """Make a run's folders and hold checkpoint_dir's lock for the block, after clearing the
+    temp files a killed run left; a busy folder or a TrainingError ends the program with a
+    one-line message (Part 5; shared by every trainer)."""
+    for folder in (checkpoint_dir, sample_dir, logs_dir):
+        os.makedirs(folder, exist_ok=True)
+    try:
+        with folder_lock(checkpoint_dir):
+            for folder in (checkpoint_dir, sample_dir):
+                remove_stale_temp_files(folder)
+            yield
+    except (FolderBusy, TrainingError) as err:
+        sys.exit("error: %s" % err)
+
+
+@contextlib.contextmanager
+def new_session(threads, bf16, seed=None):
+    """A Session on a fresh graph, with session_config's settings and, if given, the graph's
+    random seed (Part 5; shared by every trainer)."""
+    with tf.Graph().as_default(), tf.Session(config=session_config(threads, bf16)) as sess:
+        if seed is not None:
+            tf.set_random_seed(seed)
+        yield sess
 
 
 def cpu_has_bf16():

@@ -26,14 +26,12 @@ from absl import app
 
 from gantut_complete import CompletionError, complete_images
 from gantut_datafuncs import DatasetError, load_dataset
-from gantut_gan import (DCGAN, LOSSES, TrainingError, cpu_has_bf16, image_size_error,
-                        record_settings, saved_settings, session_config, split_holdout,
+from gantut_gan import (DCGAN, LOSSES, cpu_has_bf16, image_size_error, new_session,
+                        record_settings, saved_settings, split_holdout, training_folders,
                         valid_image_size)
 from gantut_imgfuncs import grid_shape, inverse_transform, save_images, to_uint8
-from gantut_utils import FolderBusy, folder_lock, remove_stale_temp_files
+from gantut_utils import ALL_CORES, register_flag_checks
 from gantut_quiz import write_quiz
-
-ALL_CORES = len(os.sched_getaffinity(0))
 
 
 flags = tf.app.flags
@@ -131,13 +129,12 @@ LEGACY_SETTINGS = {"loss": "gan"}
 WGAN_GP_ADAM = {"learning_rate": 0.0001, "beta1": 0.5, "beta2": 0.9}
 
 # Flags that make no sense are refused at start, naming the flag (absl prints the message).
-for name, at_least in (("epoch", 1), ("batch_size", 1), ("train_size", 1), ("c_dim", 1),
-                       ("z_dim", 1), ("gf_dim", 1), ("df_dim", 1), ("demo_images", 1),
-                       ("sample_freq", 1), ("ckpt_freq", 1), ("summary_freq", 1),
-                       ("max_to_keep", 0), ("threads", 1), ("n_samples", 1), ("nIter", 0),
-                       ("lam", 0), ("eval_samples", 1), ("n_critic", 1), ("gp_lambda", 0)):
-    flags.register_validator(name, lambda value, least=at_least: value >= least,
-                             message="--%s must be at least %s" % (name, at_least))
+register_flag_checks(flags, at_least=(
+    ("epoch", 1), ("batch_size", 1), ("train_size", 1), ("c_dim", 1), ("z_dim", 1),
+    ("gf_dim", 1), ("df_dim", 1), ("demo_images", 1), ("sample_freq", 1), ("ckpt_freq", 1),
+    ("summary_freq", 1), ("max_to_keep", 0), ("threads", 1), ("n_samples", 1), ("nIter", 0),
+    ("lam", 0), ("eval_samples", 1), ("n_critic", 1), ("gp_lambda", 0)),
+    fractions=("beta1", "beta2", "holdout"))
 
 
 def check_image_size(value):
@@ -147,15 +144,6 @@ def check_image_size(value):
 
 
 flags.register_validator("image_size", check_image_size)
-flags.register_validator("c_dim", lambda value: value in (1, 3),
-                         message="--c_dim must be 1 (grayscale) or 3 (RGB)")
-flags.register_validator("learning_rate", lambda value: value > 0,
-                         message="--learning_rate must be above 0")
-for name in ("beta1", "beta2"):
-    flags.register_validator(name, lambda value: 0 <= value < 1,
-                             message="--%s must be in [0, 1)" % name)
-flags.register_validator("holdout", lambda value: 0 <= value < 1,
-                         message="--holdout must be in [0, 1)")
 
 
 def dataset_folder():
@@ -206,26 +194,16 @@ def choose_adam_settings():
 
 def train():
     """Create the output folders, open a Session, build the DCGAN and train it (Part 5)."""
-    for folder in (FLAGS.checkpoint_dir, FLAGS.sample_dir, FLAGS.logs_dir):
-        os.makedirs(folder, exist_ok=True)
-    try:
-        with folder_lock(FLAGS.checkpoint_dir):
-            for folder in (FLAGS.checkpoint_dir, FLAGS.sample_dir):
-                remove_stale_temp_files(folder)  # left by a run that was killed
-            shape = flag_shape()
-            images = load_images(shape, FLAGS.batch_size, "--batch_size %d" % FLAGS.batch_size)
-            record_settings(FLAGS.checkpoint_dir, DCGAN.model_name, shape, LEGACY_SETTINGS)
-            choose_adam_settings()
-            with tf.Graph().as_default(), \
-                    tf.Session(config=session_config(FLAGS.threads, FLAGS.bf16)) as sess:
-                if FLAGS.seed is not None:
-                    tf.set_random_seed(FLAGS.seed)
-                dcgan = DCGAN(sess, batch_size=FLAGS.batch_size, is_crop=FLAGS.is_crop,
-                              checkpoint_dir=FLAGS.checkpoint_dir, gp_lambda=FLAGS.gp_lambda,
-                              n_critic=FLAGS.n_critic, **shape)
-                dcgan.train(FLAGS, images)
-    except (FolderBusy, TrainingError) as err:
-        sys.exit("error: %s" % err)
+    with training_folders(FLAGS.checkpoint_dir, FLAGS.sample_dir, FLAGS.logs_dir):
+        shape = flag_shape()
+        images = load_images(shape, FLAGS.batch_size, "--batch_size %d" % FLAGS.batch_size)
+        record_settings(FLAGS.checkpoint_dir, DCGAN.model_name, shape, LEGACY_SETTINGS)
+        choose_adam_settings()
+        with new_session(FLAGS.threads, FLAGS.bf16, FLAGS.seed) as sess:
+            dcgan = DCGAN(sess, batch_size=FLAGS.batch_size, is_crop=FLAGS.is_crop,
+                          checkpoint_dir=FLAGS.checkpoint_dir, gp_lambda=FLAGS.gp_lambda,
+                          n_critic=FLAGS.n_critic, **shape)
+            dcgan.train(FLAGS, images)
 
 
 def use_trained_model():
@@ -234,8 +212,7 @@ def use_trained_model():
     real = None
     if FLAGS.turing_quiz or FLAGS.evaluate:
         real = load_images(shape, 8, "8" if FLAGS.turing_quiz else "enough to hold some out")
-    with tf.Graph().as_default(), \
-            tf.Session(config=session_config(FLAGS.threads, FLAGS.bf16)) as sess:
+    with new_session(FLAGS.threads, FLAGS.bf16) as sess:
         dcgan = DCGAN(sess, batch_size=FLAGS.batch_size, lam=FLAGS.lam,
                       checkpoint_dir=FLAGS.checkpoint_dir, **shape)
         sess.run(tf.global_variables_initializer())

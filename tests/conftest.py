@@ -1,5 +1,6 @@
 """Shared helpers for the tests: real image files in temp folders, real TF sessions, and the
 trainer run as a real subprocess."""
+import glob
 import os
 import subprocess
 import sys
@@ -29,10 +30,32 @@ def write_images(folder, count, size, mode="RGB", seed=0, ext=".png"):
     return paths
 
 
-def run_trainer(cwd, *args, timeout=300):
-    """Run gantut_trainer.py in `cwd` with `args`; return the CompletedProcess (text output)."""
-    return subprocess.run([sys.executable, os.path.join(REPO, "gantut_trainer.py")] + list(args),
+def run_trainer(cwd, *args, timeout=300, script="gantut_trainer.py"):
+    """Run gantut_trainer.py (or another of the repository's `script`s) in `cwd` with `args`;
+    return the CompletedProcess (text output)."""
+    return subprocess.run([sys.executable, os.path.join(REPO, script)] + list(args),
                           cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def interrupt_when(script, cwd, args, ready, signum):
+    """Start the repository's `script` in `cwd`, send it `signum` as soon as `ready(output so
+    far)` is true, and return (its exit code, its whole output, stderr included)."""
+    proc = subprocess.Popen([sys.executable, os.path.join(REPO, script)] + list(args), cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if ready("".join(lines)):
+            break
+    proc.send_signal(signum)
+    rest, _ = proc.communicate(timeout=60)
+    return proc.returncode, "".join(lines) + rest
+
+
+def checkpoint_steps(folder, model_name="DCGAN.model"):
+    """Steps of the checkpoints in `folder`, oldest first."""
+    return sorted(int(path.split("-")[-1].split(".")[0])
+                  for path in glob.glob(os.path.join(folder, model_name + "-*.index")))
 
 
 # The smallest model the trainer builds: 16x16 images, thin layers, batches of 4.

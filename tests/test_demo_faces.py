@@ -201,3 +201,88 @@ def test_the_command_line_draws_the_set(tmp_path, capsys):
     assert len(face_files(out)) == 3
     assert marker(out) == {"n_images": 3, "size": 32, "seed": 5,
                            "version": demo_faces.DRAWING_VERSION}
+
+
+# ----------------------------------------------------------------------------------------------
+# The side view, for the pix2pix stage
+# ----------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def side_views(drawn_faces):
+    """The 50 faces of drawn_faces in profile, at 64 px."""
+    return [(params, np.asarray(demo_faces.draw_face(params, 64, "side"), dtype=float))
+            for params, _ in drawn_faces]
+
+
+def background_at(params, row, size=64):
+    """The background colour of an image row: the vertical gradient of the params."""
+    top, bottom = np.array(params.background_top), np.array(params.background_bottom)
+    return top + (bottom - top) * (row + 0.5) / size
+
+
+def test_the_side_view_faces_right(side_views):
+    behind_is_skin = []
+    for params, image in side_views:
+        tip = 0.1 + 0.6 * params.nose_length
+        nose = pixel_at(params, demo_faces.PROFILE_FRONT + 0.3 * tip, params.nose_v - 0.08)
+        assert np.abs(image[nose] - params.skin).max() <= 6
+        row, col = pixel_at(params, demo_faces.PROFILE_FRONT + tip + 0.25, params.nose_v)
+        assert np.abs(image[row, col] - background_at(params, row)).max() <= 6
+        # The chin is on the right; mirrored about the face, the same place is behind the neck.
+        assert np.abs(image[pixel_at(params, 0.6, 0.82)] - params.skin).max() <= 6
+        behind = image[pixel_at(params, -0.75, 0.82)]
+        behind_is_skin.append(np.abs(behind - params.skin).max() <= 6)
+    assert np.mean(behind_is_skin) < 0.1
+
+
+def test_the_side_view_is_the_same_person(side_views):
+    for params, image in side_views:
+        cheek = image[pixel_at(params, 0.45, 0.15)]
+        assert np.abs(cheek - params.skin).max() <= 6
+        crown = image[pixel_at(params, -0.3, -0.8)]
+        scalp = params.skin if params.hair_style == "bald" else params.hair_color
+        assert np.abs(crown - scalp).max() <= 6
+        eye_row, eye_col = pixel_at(params, demo_faces.PROFILE_FRONT - 0.15, params.eye_v)
+        luma = image @ LUMA
+        assert luma[eye_row - 2:eye_row + 3, eye_col - 2:eye_col + 3].min() < cheek @ LUMA - 10
+
+
+def test_front_and_side_share_the_background_and_differ_in_the_face(drawn_faces, side_views):
+    differences = []
+    for (params, front), (_, side) in zip(drawn_faces, side_views):
+        if params.hair_style != "afro":  # an afro may reach the corners
+            assert np.abs(front[:3, :3] - side[:3, :3]).max() <= 2
+            assert np.abs(front[:3, -3:] - side[:3, -3:]).max() <= 2
+        differences.append(np.abs(front[16:48, 16:48] - side[16:48, 16:48]).mean())
+    assert min(differences) > 3 and np.mean(differences) > 15
+
+
+def test_pairs_are_the_demo_faces_and_their_profiles(tmp_path):
+    folder = Path(demo_faces.make_demo_pairs(tmp_path / "pairs", n_pairs=4, size=32, seed=2))
+    front, side = file_bytes(folder / "front"), file_bytes(folder / "side")
+    assert sorted(front) == sorted(side) == ["face_%05d.png" % i for i in range(4)]
+    assert front == file_bytes(demo_faces.make_demo_dataset(tmp_path / "plain", 4, 32, seed=2))
+    for i, name in enumerate(sorted(side)):
+        params = demo_faces.random_face_params(np.random.default_rng([2, i]))
+        with Image.open(folder / "side" / name) as image:
+            assert np.array_equal(np.asarray(image),
+                                  np.asarray(demo_faces.draw_face(params, 32, "side")))
+    assert marker(folder / "side") == {"n_images": 4, "size": 32, "seed": 2,
+                                       "version": demo_faces.DRAWING_VERSION, "view": "side"}
+
+
+def test_an_interrupted_pair_set_is_completed(tmp_path):
+    folder = Path(demo_faces.make_demo_pairs(tmp_path, n_pairs=6, size=16))
+    original = {view: file_bytes(folder / view) for view in ("front", "side")}
+    os.remove(folder / "side" / demo_faces.MARKER_NAME)
+    os.remove(folder / "side" / "face_00003.png")
+    front_files = file_identities(folder / "front")
+    demo_faces.make_demo_pairs(tmp_path, n_pairs=6, size=16)
+    assert {view: file_bytes(folder / view) for view in ("front", "side")} == original
+    assert file_identities(folder / "front") == front_files  # untouched
+
+
+def test_the_command_line_draws_pairs(tmp_path, capsys):
+    demo_faces.main(["--out", str(tmp_path), "--n_images", "2", "--size", "16", "--pairs"])
+    assert capsys.readouterr().out.strip() == str(tmp_path)
+    assert [len(face_files(tmp_path / view)) for view in ("front", "side")] == [2, 2]

@@ -19,9 +19,9 @@ import pytest
 import tensorflow.compat.v1 as tf
 from PIL import Image
 
-from conftest import FAULT_STATS, REPO, TINY, run_trainer, write_images
+from conftest import FAULT_STATS, REPO, TINY, checkpoint_steps, run_trainer, write_images
 from gantut_datafuncs import load_dataset
-from test_trainer import checkpoint_steps, progress
+from test_trainer import progress
 
 pytestmark = pytest.mark.faults
 

@@ -6,14 +6,14 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 from PIL import Image
 
-from conftest import REPO, TINY, run_trainer, write_images
+from conftest import (REPO, TINY, checkpoint_steps, interrupt_when, run_trainer,
+                      write_images)
 
 PROGRESS = re.compile(r"^Epoch \[ *(\d+)\] \[ *(\d+)/ *(\d+)\] time: [\d.]+, d_loss: [\d.]+, "
                       r"g_loss: [\d.]+", re.M)
@@ -22,11 +22,6 @@ PROGRESS = re.compile(r"^Epoch \[ *(\d+)\] \[ *(\d+)/ *(\d+)\] time: [\d.]+, d_l
 def progress(output):
     """(epoch, batch) of every progress line."""
     return [(int(e), int(i)) for e, i, _ in PROGRESS.findall(output)]
-
-
-def checkpoint_steps(folder):
-    return sorted(int(p.split("-")[-1].split(".")[0])
-                  for p in glob.glob(os.path.join(folder, "DCGAN.model-*.index")))
 
 
 @pytest.fixture(scope="module")
@@ -104,19 +99,11 @@ def test_ctrl_c_saves_a_checkpoint_and_the_next_run_resumes_there(tmp_path):
     write_images(str(tmp_path / "faces"), 40, 16)
     args = ["--dataset", "faces", "--epoch", "1000", "--ckpt_freq", "100000",
             "--sample_freq", "100000", *TINY]
-    proc = subprocess.Popen([sys.executable, os.path.join(REPO, "gantut_trainer.py")] + args,
-                            cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    lines = []
-    for line in proc.stdout:  # wait until training is well under way
-        lines.append(line)
-        if len(progress("".join(lines))) >= 13:
-            break
-    proc.send_signal(signal.SIGINT)
-    output, _ = proc.communicate(timeout=60)
-    lines.append(output)
-    assert proc.returncode == 0, "".join(lines)[-2000:]
-    done = progress("".join(lines))
+    # Ctrl-C once training is well under way.
+    returncode, output = interrupt_when("gantut_trainer.py", str(tmp_path), args,
+                                        lambda out: len(progress(out)) >= 13, signal.SIGINT)
+    assert returncode == 0, output[-2000:]
+    done = progress(output)
     step = checkpoint_steps(str(tmp_path / "checkpoint"))[-1]
     assert step == len(done) >= 13
     last_epoch, last_batch = done[-1]

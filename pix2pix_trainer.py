@@ -1,0 +1,255 @@
+#!/usr/bin/env python3
+"""Train pix2pix from the command line: front view in, side view out (the pix2pix stage beside
+"Generative Adversarial Network (GAN) in TensorFlow"; the model is in gantut_pix2pix.py).
+
+    ./pix2pix_trainer.py --dataset demo --image_size 64 --epoch 5   # built-in paired faces
+    ./pix2pix_trainer.py --dataset ~/facades --direction BtoA        # side-by-side A|B images
+    tensorboard --logdir logs_pix2pix
+
+and translate images with the trained model:
+
+    ./pix2pix_trainer.py --train=False --input photos/ --out_dir translated
+
+--dataset is either a folder of side-by-side images (input | target, as the public pix2pix
+data sets come) or a folder with front/ and side/ sub-folders whose images pair up by name.
+Outputs: `logs_pix2pix/` (TensorBoard), `checkpoint_pix2pix/` (weights, training position and
+the pair cache), `samples_pix2pix/` (rows of input | generated | target). Running the same
+command again resumes where the last run stopped; Ctrl-C or SIGTERM saves a checkpoint first.
+"""
+import os
+import sys
+
+import tensorflow.compat.v1 as tf
+from absl import app
+
+from gantut_datafuncs import DatasetError
+from gantut_gan import (cpu_has_bf16, first_line, new_session, record_settings, saved_settings,
+                        training_folders)
+from gantut_imgfuncs import center_crop, imread, save_images, transform
+from gantut_pix2pix import (MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, UNREADABLE, Pix2Pix, load_pairs,
+                            receptive_field, split_pairs, valid_image_size)
+from gantut_utils import ALL_CORES, Progress, image_files, register_flag_checks
+
+flags = tf.app.flags
+flags.DEFINE_string("dataset", "demo",
+                    "Folder of pairs: side-by-side images (input | target, each twice as wide "
+                    "as high, like the public pix2pix data sets) or sub-folders front/ and side/ "
+                    "matched by file name; or 'demo' for procedural faces drawn from the front "
+                    "and in profile on first use [demo]")
+flags.DEFINE_enum("direction", "AtoB", ["AtoB", "BtoA"],
+                  "AtoB translates the left half (or front/) into the right half (or side/); "
+                  "BtoA the other way [AtoB]")
+flags.DEFINE_integer("image_size", 256,
+                     "Height and width the images are resized to; a power of two from %d to %d. "
+                     "The U-Net has one level per halving down to 1x1 [256]"
+                     % (MIN_IMAGE_SIZE, MAX_IMAGE_SIZE))
+flags.DEFINE_integer("c_dim", 3, "Image channels: 3 for RGB, 1 for grayscale [3]")
+flags.DEFINE_integer("gf_dim", 64, "Channels of G's first encoder layer [64]")
+flags.DEFINE_integer("df_dim", 64, "Channels of D's first layer [64]")
+flags.DEFINE_integer("dense_layers", 0,
+                     "Dense + leaky ReLU layers at G's 1x1 bottleneck; the mugshots post used 5 "
+                     "to let parts move around [0]")
+flags.DEFINE_float("l1_lambda", 100.0, "Weight of the L1 distance to the target in G's loss [100]")
+flags.DEFINE_float("learning_rate", 0.0002, "Learning rate of Adam [0.0002]")
+flags.DEFINE_float("beta1", 0.5, "Momentum term (beta1) of Adam [0.5]")
+flags.DEFINE_integer("epoch", 20, "Epochs to train [20]")
+flags.DEFINE_integer("batch_size", 1, "Pairs per batch; pix2pix used 1 [1]")
+flags.DEFINE_boolean("flip_side", False,
+                     "Mirror every side image (the right half, or side/) left-right: for a data "
+                     "set whose profiles face left, as the mugshots post did; the demo's face "
+                     "right [False]")
+flags.DEFINE_boolean("jitter", False,
+                     "pix2pix's random jitter: scale up 286/256, crop back at a random place and "
+                     "mirror half the pairs, the same for both images of a pair. The mirror "
+                     "turns profiles to face the other way, so leave it off for front-to-side "
+                     "data [False]")
+flags.DEFINE_float("test_split", 0.2,
+                   "Share of the pairs that training never sees, the same on every run; the "
+                   "epoch's L1 is measured on them and the sample rows are drawn from them [0.2]")
+flags.DEFINE_integer("eval_pairs", 200,
+                     "At most this many test pairs whose L1 is measured at each epoch's end, "
+                     "printed and in TensorBoard as test_l1 [200]")
+flags.DEFINE_integer("demo_pairs", 3000, "How many pairs --dataset demo draws [3000]")
+flags.DEFINE_string("checkpoint_dir", "checkpoint_pix2pix",
+                    "Folder for checkpoints and the decoded-pair cache [checkpoint_pix2pix]")
+flags.DEFINE_string("sample_dir", "samples_pix2pix",
+                    "Folder for the sample rows input | generated | target [samples_pix2pix]")
+flags.DEFINE_string("logs_dir", "logs_pix2pix", "Folder for TensorBoard logs [logs_pix2pix]")
+flags.DEFINE_integer("sample_freq", 500, "Write the sample rows every this many steps [500]")
+flags.DEFINE_integer("sample_count", 4, "Test pairs shown in the sample rows [4]")
+flags.DEFINE_integer("ckpt_freq", 1000, "Save a checkpoint every this many steps [1000]")
+flags.DEFINE_integer("summary_freq", 20,
+                     "Write the TensorBoard losses every this many steps [20]")
+flags.DEFINE_integer("max_to_keep", 5, "Checkpoints to keep; 0 keeps all [5]")
+flags.DEFINE_integer("threads", ALL_CORES,
+                     "CPU threads for TensorFlow and for decoding [every core this process may "
+                     "use: %d]" % ALL_CORES)
+flags.DEFINE_integer("seed", None, "Random seed for weights, data order and jitter [random]")
+CPU_HAS_BF16 = cpu_has_bf16()
+flags.DEFINE_boolean("bf16", CPU_HAS_BF16,
+                     "Let oneDNN run the graph in bfloat16 mixed precision, as in "
+                     "gantut_trainer.py; --nobf16 for float32 [on where the CPU has bfloat16 "
+                     "instructions; here: %s]" % CPU_HAS_BF16)
+# Using the trained model.
+flags.DEFINE_boolean("train", True,
+                     "Train; --train=False translates --input with the checkpoint [True]")
+flags.DEFINE_string("input", None,
+                    "With --train=False: an image file, or a folder searched recursively, of "
+                    "input images (front views for AtoB) to translate [none]")
+flags.DEFINE_string("out_dir", "translated",
+                    "With --train=False: folder for the translated images, one PNG per input "
+                    "under the same relative name [translated]")
+FLAGS = flags.FLAGS
+
+# The flags that fix the model's variables or what it has learnt; kept in model.json.
+MODEL_FLAGS = ("image_size", "c_dim", "gf_dim", "df_dim", "dense_layers", "direction",
+               "flip_side")
+
+# Flags that make no sense are refused at start, naming the flag (absl prints the message).
+register_flag_checks(flags, at_least=(
+    ("epoch", 1), ("batch_size", 1), ("gf_dim", 1), ("df_dim", 1), ("dense_layers", 0),
+    ("l1_lambda", 0), ("eval_pairs", 1), ("demo_pairs", 2), ("sample_freq", 1),
+    ("sample_count", 1), ("ckpt_freq", 1), ("summary_freq", 1), ("max_to_keep", 0),
+    ("threads", 1)), fractions=("beta1", "test_split"))
+flags.register_validator("image_size", valid_image_size,
+                         message="--image_size must be a power of two from %d to %d (16, 32, "
+                                 "64, 128, 256, ...)" % (MIN_IMAGE_SIZE, MAX_IMAGE_SIZE))
+
+
+def dataset_folder():
+    """The folder of pairs: --dataset, or the demo pairs, drawn on first use (pix2pix stage)."""
+    if FLAGS.dataset != "demo":
+        return os.path.expanduser(FLAGS.dataset)
+    from demo_faces import make_demo_pairs
+    folder = os.path.join("data", "demo_pairs_%dpx" % FLAGS.image_size)
+    return make_demo_pairs(folder, n_pairs=FLAGS.demo_pairs, size=FLAGS.image_size,
+                           seed=0 if FLAGS.seed is None else FLAGS.seed)
+
+
+def load_training_pairs(settings):
+    """Decode (or load the cache of) the pairs; stop with a clear message if too few remain for
+    one batch (pix2pix stage). Runs before any graph is built."""
+    folder = dataset_folder()
+    try:
+        pairs = load_pairs(folder, settings["image_size"], settings["c_dim"],
+                           cache_dir=FLAGS.checkpoint_dir, workers=FLAGS.threads)
+    except DatasetError as err:
+        sys.exit("error: %s" % err)
+    train_rows, test_rows = split_pairs(len(pairs), FLAGS.test_split)
+    if len(train_rows) < FLAGS.batch_size:
+        sys.exit("error: dataset folder %s has %d usable pair(s), %d of them for training after "
+                 "--test_split %g: fewer than --batch_size %d. Add pairs, or lower --batch_size "
+                 "or --test_split." % (folder, len(pairs), len(train_rows), FLAGS.test_split,
+                                       FLAGS.batch_size))
+    print(" [*] %d pairs from %s: %d to train on, %d for testing"
+          % (len(pairs), folder, len(train_rows), len(test_rows)))
+    return pairs
+
+
+def flag_settings():
+    """The model settings the flags ask for (pix2pix stage)."""
+    return {name: FLAGS[name].value for name in MODEL_FLAGS}
+
+
+def build_model(sess, settings):
+    """The Pix2Pix graph for `settings` and the flags of its losses (pix2pix stage)."""
+    shape = {name: settings[name] for name in ("image_size", "c_dim", "gf_dim", "df_dim",
+                                               "dense_layers")}
+    model = Pix2Pix(sess, l1_lambda=FLAGS.l1_lambda, learning_rate=FLAGS.learning_rate,
+                    beta1=FLAGS.beta1, **shape)
+    field = receptive_field(model.patch_layers)
+    print(" [*] pix2pix at %d px: a U-Net of %d levels, %d dense layer(s) at its bottleneck; "
+          "D judges %dx%d patches" % (model.image_size, len(model.sizes), model.dense_layers,
+                                      field, field))
+    return model
+
+
+def train():
+    """Create the output folders, load the pairs, build pix2pix and train it (pix2pix stage)."""
+    with training_folders(FLAGS.checkpoint_dir, FLAGS.sample_dir, FLAGS.logs_dir):
+        settings = flag_settings()
+        pairs = load_training_pairs(settings)
+        record_settings(FLAGS.checkpoint_dir, Pix2Pix.model_name, settings)
+        with new_session(FLAGS.threads, FLAGS.bf16, FLAGS.seed) as sess:
+            build_model(sess, settings).train(FLAGS, pairs)
+
+
+def input_files():
+    """(path, output name) of every image --input names: one file, or a folder's images
+    (pix2pix stage)."""
+    if not FLAGS.input:
+        sys.exit("error: --train=False needs --input, an image file or a folder of them to "
+                 "translate.")
+    source = os.path.expanduser(FLAGS.input)
+    if os.path.isfile(source):
+        return [(source, os.path.splitext(os.path.basename(source))[0] + ".png")]
+    if not os.path.isdir(source):
+        sys.exit("error: --input %s does not exist. Point it at an image file or a folder of "
+                 ".png/.jpg images." % source)
+    found = [(os.path.join(source, name), os.path.splitext(name)[0] + ".png")
+             for name in image_files(source, skip_dir=FLAGS.out_dir)]
+    if not found:
+        sys.exit("error: --input folder %s holds no .png/.jpg/.jpeg images." % source)
+    return found
+
+
+def read_input(path, settings):
+    """One input image as the model sees it, in [-1, 1]; None if unreadable (pix2pix stage).
+
+    A side image is mirrored when the model was trained with --flip_side and BtoA.
+    """
+    try:
+        pixels = imread(path, settings["c_dim"])
+    except UNREADABLE as err:
+        print("warning: skipping %s: unreadable (%s)" % (path, first_line(err)), file=sys.stderr)
+        return None
+    pixels = center_crop(pixels, min(pixels.shape[:2]), resize_w=settings["image_size"])
+    if settings["flip_side"] and settings["direction"] == "BtoA":
+        pixels = pixels[:, ::-1]
+    return transform(pixels, is_crop=False)
+
+
+def translate():
+    """--train=False: translate every --input image with the newest checkpoint (pix2pix stage).
+
+    The model's settings come from model.json beside the checkpoints. Unreadable files are
+    skipped and counted; each output appears whole or not at all.
+    """
+    settings = saved_settings(FLAGS.checkpoint_dir, flag_settings())
+    files = input_files()
+    with new_session(FLAGS.threads, FLAGS.bf16) as sess:
+        model = build_model(sess, settings)
+        sess.run(tf.global_variables_initializer())
+        if not model.load(FLAGS.checkpoint_dir):
+            sys.exit("error: no pix2pix checkpoint in %s. Train first with ./pix2pix_trainer.py "
+                     "--dataset ..., or point --checkpoint_dir at a training run's checkpoint "
+                     "folder." % FLAGS.checkpoint_dir)
+        skipped = 0
+        progress = Progress("translating", len(files))
+        for path, name in files:
+            pixels = read_input(path, settings)
+            if pixels is None:
+                skipped += 1
+            else:
+                out = os.path.join(FLAGS.out_dir, name)
+                os.makedirs(os.path.dirname(out), exist_ok=True)
+                save_images(model.translate(pixels[None]), (1, 1), out)
+            progress.advance()
+    print(" [*] translated %d image(s) into %s%s" % (
+        len(files) - skipped, FLAGS.out_dir,
+        "; %d unreadable file(s) skipped" % skipped if skipped else ""))
+
+
+def main(_):
+    # One progress line at a time, also when stdout is a pipe or a cluster job's log file.
+    sys.stdout.reconfigure(line_buffering=True)
+    tf.logging.set_verbosity(tf.logging.WARN)  # our own lines say what is restored and saved
+    if FLAGS.train:
+        train()
+    else:
+        translate()
+
+
+if __name__ == "__main__":
+    # absl's runner refuses unknown flags and prints a bad flag's message without a traceback.
+    app.run(main)
