@@ -11,6 +11,7 @@ Here each image is decoded once into a compact uint8 array (cached on disk besid
 restart does not decode again), and batches are cut from it in a background thread.
 """
 import concurrent.futures
+import functools
 import hashlib
 import json
 import os
@@ -23,7 +24,7 @@ import tensorflow.compat.v1 as tf
 from PIL import Image
 
 from gantut_imgfuncs import center_crop, open_image, transform
-from gantut_utils import Progress, atomic_path, image_files
+from gantut_utils import Progress, atomic_path, image_files, read_json
 
 # Bump when the decoding changes, so old caches are rebuilt rather than trusted.
 CACHE_VERSION = 2  # 2: 16-bit levels scaled by 1/257, tRNS transparency on white
@@ -52,8 +53,7 @@ class batch_norm(object):
     def __call__(self, x, train=True):
         with tf.variable_scope(self.name):
             channels = x.shape[-1:]
-            beta = tf.get_variable("beta", channels, initializer=tf.zeros_initializer())
-            gamma = tf.get_variable("gamma", channels, initializer=tf.ones_initializer())
+            beta, gamma = offset_and_scale(channels)
             moving_mean = tf.get_variable("moving_mean", channels, trainable=False,
                                           initializer=tf.zeros_initializer())
             moving_variance = tf.get_variable("moving_variance", channels, trainable=False,
@@ -68,6 +68,14 @@ class batch_norm(object):
             mean = tf.where_v2(train, batch_mean, moving_mean)
             variance = tf.where_v2(train, batch_variance, moving_variance)
             return tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
+
+
+def offset_and_scale(channels):
+    """The learned `beta` (offset, from 0) and `gamma` (scale, from 1) of a normalisation, one
+    per channel (Part 4)."""
+    beta = tf.get_variable("beta", channels, initializer=tf.zeros_initializer())
+    gamma = tf.get_variable("gamma", channels, initializer=tf.ones_initializer())
+    return beta, gamma
 
 
 class layer_norm(object):
@@ -85,9 +93,7 @@ class layer_norm(object):
 
     def __call__(self, x, train=True):
         with tf.variable_scope(self.name):
-            channels = x.shape[-1:]
-            beta = tf.get_variable("beta", channels, initializer=tf.zeros_initializer())
-            gamma = tf.get_variable("gamma", channels, initializer=tf.ones_initializer())
+            beta, gamma = offset_and_scale(x.shape[-1:])
             mean, variance = tf.nn.moments(x, list(range(1, x.shape.ndims)), keepdims=True)
             return tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
 
@@ -190,30 +196,39 @@ def dataset_fingerprint(files, image_size, c_dim, is_crop):
     return digest.hexdigest()[:16]
 
 
-def decode_to_cache(files, cache_path, image_size, c_dim, is_crop, workers):
-    """Decode `files` into a uint8 .npy array at `cache_path`; return (count, skipped) (Part 4).
+def decode_checked(path, image_size, c_dim, is_crop):
+    """decode_image for the image cache: (pixels, None) or (None, reason); a wrong-size image
+    without `is_crop` stops the build with a message saying what to do (Part 4)."""
+    pixels, reason = decode_image(path, image_size, c_dim, is_crop)
+    if reason == "wrong size":
+        raise DatasetError(wrong_size_message(path, image_size))
+    return pixels, reason
 
-    Pillow releases the GIL while decoding, so threads decode in parallel. Rows are written
-    straight into a memory-mapped file, so even CelebA (2.5 GB at 64x64) never sits in memory
-    twice; the file is renamed into place only when complete. Unreadable files are skipped with
-    one warning line each; a wrong-size file stops the build (see `load_dataset`).
+
+def decode_rows_to_cache(items, cache_path, row_shape, decode, workers, label="decoding images",
+                         unit="images"):
+    """Decode each of `items` into one row of a uint8 .npy array at `cache_path`; return (count,
+    skipped) (Part 4; shared with the pix2pix stage's pair cache).
+
+    `decode(item)` returns (uint8 array of `row_shape`, None) or (None, reason). An item with a
+    reason is skipped with one warning line and listed in `skipped` as "item: reason". Threads
+    decode in parallel (Pillow releases the GIL); rows go straight into a memory-mapped file, so
+    even CelebA (2.5 GB at 64x64) never sits in memory twice and a set larger than RAM still
+    fits; the file is renamed into place only when complete.
     """
-    shape = (len(files), image_size, image_size, c_dim)
+    shape = (len(items),) + tuple(row_shape)
     skipped = []
     count = 0
-    progress = Progress("decoding images", len(files))
+    progress = Progress(label, len(items), unit)
     with atomic_path(cache_path) as tmp, \
             concurrent.futures.ThreadPoolExecutor(workers) as pool:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-        for start in range(0, len(files), 1024):
-            chunk = files[start:start + 1024]
-            decoded = pool.map(lambda p: decode_image(p, image_size, c_dim, is_crop), chunk)
-            for path, (pixels, reason) in zip(chunk, decoded):
-                if reason == "wrong size":
-                    raise DatasetError(wrong_size_message(path, image_size))
+        for start in range(0, len(items), 1024):
+            chunk = items[start:start + 1024]
+            for item, (pixels, reason) in zip(chunk, pool.map(decode, chunk)):
                 if pixels is None:
-                    progress.note("warning: skipping %s: %s" % (path, reason))
-                    skipped.append(path)
+                    progress.note("warning: skipping %s: %s" % (item, reason))
+                    skipped.append("%s: %s" % (item, reason))
                 else:
                     array[count] = pixels
                     count += 1
@@ -253,22 +268,40 @@ def load_dataset(root, image_size, c_dim=3, is_crop=False, train_size=float("inf
         raise DatasetError("dataset folder %s holds no .png/.jpg/.jpeg images (sub-folders "
                            "included). Copy or align images into it (./align_faces.py RAW align "
                            "innerEyesAndBottomLip %s), or use --dataset demo." % (root, root))
+    decode = functools.partial(decode_checked, image_size=image_size, c_dim=c_dim, is_crop=is_crop)
+    images, skipped, info_path = cached_rows(
+        root, cache_dir, dataset_fingerprint(files, image_size, c_dim, is_crop), files,
+        (image_size, image_size, c_dim), decode, workers)
+    if skipped:
+        print("%d unreadable image(s) in %s skipped (listed in %s)"
+              % (len(skipped), root, info_path), file=sys.stderr)
+    return images
+
+
+def cached_rows(root, cache_dir, key, items, row_shape, decode, workers, unit="images",
+                skipped_before=()):
+    """The rows `decode` makes of `items`, as a memory-mapped uint8 array cached in `cache_dir`
+    (default `root`) under the fingerprint `key` of their files (Part 4; shared with the pix2pix
+    stage's pairs). Returns (array, skipped entries, path of the cache's info file).
+
+    Decoded once (decode_rows_to_cache); later runs map the file, so start-up is instant and RAM
+    holds only what training touches. A new key (the files changed) rebuilds it and removes the
+    old one. `skipped_before` lists items already dropped, kept in the info file with the rest.
+    """
     cache_dir = cache_dir or root
     os.makedirs(cache_dir, exist_ok=True)
-    key = dataset_fingerprint(files, image_size, c_dim, is_crop)
-    cache_path = os.path.join(cache_dir, "images_%dpx_%dch_%s.npy" % (image_size, c_dim, key))
+    cache_path = os.path.join(cache_dir, "images_%dpx_%dch_%s.npy"
+                              % (row_shape[0], row_shape[-1], key))
     info_path = cache_path[:-len(".npy")] + ".json"
-    if not (os.path.exists(cache_path) and os.path.exists(info_path)):
+    info = read_json(info_path)
+    if info is None or not os.path.exists(cache_path):
         remove_stale_caches(cache_dir)
-        count, skipped = decode_to_cache(files, cache_path, image_size, c_dim, is_crop, workers)
+        count, skipped = decode_rows_to_cache(items, cache_path, row_shape, decode, workers,
+                                              "decoding " + unit, unit)
+        info = {"root": root, "count": count, "skipped": list(skipped_before) + skipped}
         with atomic_path(info_path) as tmp, open(tmp, "w") as out:
-            json.dump({"root": root, "count": count, "skipped": skipped}, out, indent=1)
-    with open(info_path) as info_file:
-        info = json.load(info_file)
-    if info["skipped"]:
-        print("%d unreadable image(s) in %s skipped (listed in %s)"
-              % (len(info["skipped"]), root, info_path), file=sys.stderr)
-    return np.load(cache_path, mmap_mode="r")[:info["count"]]
+            json.dump(info, out, indent=1)
+    return np.load(cache_path, mmap_mode="r")[:info["count"]], info["skipped"], info_path
 
 
 def remove_stale_caches(cache_dir):
@@ -361,36 +394,3 @@ def augment_images(images, rng, jitter=1.1):
             image = image[top:top + size, left:left + size]
         out[i] = image
     return out
-
-
-def decode_rows_to_cache(items, cache_path, row_shape, decode, workers, label="decoding images",
-                         unit="images"):
-    """Decode each of `items` into one row of a uint8 .npy array at `cache_path`; return (count,
-    skipped) (Part 4 cache machinery, shared with the pix2pix stage's pair cache).
-
-    `decode(item)` returns (uint8 array of `row_shape`, None) or (None, reason). An item with a
-    reason is skipped with one warning line and listed in `skipped` as "item: reason". As in
-    `decode_to_cache`, threads decode in parallel (Pillow releases the GIL), rows go straight
-    into a memory-mapped file, so a set larger than RAM still fits, and the file is renamed into
-    place only when complete.
-    """
-    shape = (len(items),) + tuple(row_shape)
-    skipped = []
-    count = 0
-    progress = Progress(label, len(items), unit)
-    with atomic_path(cache_path) as tmp, \
-            concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-        for start in range(0, len(items), 1024):
-            chunk = items[start:start + 1024]
-            for item, (pixels, reason) in zip(chunk, pool.map(decode, chunk)):
-                if pixels is None:
-                    progress.note("warning: skipping %s: %s" % (item, reason))
-                    skipped.append("%s: %s" % (item, reason))
-                else:
-                    array[count] = pixels
-                    count += 1
-                progress.advance()
-        array.flush()
-        del array
-    return count, skipped

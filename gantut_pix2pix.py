@@ -22,7 +22,6 @@ DCGAN stage (gantut_datafuncs, gantut_gan, gantut_imgfuncs). Pairs live in ONE c
 N x size x size x 2*c_dim, the input and target images concatenated on the channel axis (the
 post kept them in an HDF5 file to avoid running out of memory; the memory-mapped cache does that).
 """
-import json
 import os
 import sys
 
@@ -30,13 +29,13 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 from PIL import Image
 
-from gantut_datafuncs import (DatasetError, augment_images, batch_norm, conv2d,
-                              conv2d_transpose, dataset_fingerprint, decode_rows_to_cache,
-                              epoch_batches, linear, lrelu, prefetch, remove_stale_caches)
+from gantut_datafuncs import (DatasetError, augment_images, batch_norm, cached_rows, conv2d,
+                              conv2d_transpose, dataset_fingerprint, epoch_batches, linear,
+                              lrelu, prefetch)
 from gantut_gan import (Resumable, Speedometer, StopRequest, TrainingError, check_finite,
                         first_line, has_prefix, sigmoid_loss, split_rows, width_multiple)
 from gantut_imgfuncs import center_crop, imread, save_images, transform
-from gantut_utils import atomic_path, image_files, read_json
+from gantut_utils import image_files
 
 # Dropout rate of the first decoder layers while training: pix2pix's only source of noise.
 DROPOUT_RATE = 0.5
@@ -466,26 +465,15 @@ def load_pairs(root, image_size, c_dim=3, cache_dir=None, workers=1):
     if not sources:
         raise DatasetError("dataset folder %s holds no image pairs%s. %s" % (
             root, " (%d unpaired image(s))" % len(unpaired) if unpaired else "", LAYOUT_HELP))
-    cache_dir = cache_dir or root
-    os.makedirs(cache_dir, exist_ok=True)
     files = [path for paths in sources.values() for path in paths if path is not None]
-    key = dataset_fingerprint(files, image_size, 2 * c_dim, True)  # always cropped square
+    names = sorted(sources)
     # Named like the DCGAN's image cache (with 2*c_dim channels), so one clean-up serves both.
-    cache_path = os.path.join(cache_dir, "images_%dpx_%dch_%s.npy" % (image_size, 2 * c_dim, key))
-    info_path = cache_path[:-len(".npy")] + ".json"
-    if read_json(info_path) is None or not os.path.exists(cache_path):
-        remove_stale_caches(cache_dir)
-        names = sorted(sources)
-        count, skipped = decode_rows_to_cache(
-            names, cache_path, (image_size, image_size, 2 * c_dim),
-            lambda name: decode_pair(sources[name], image_size, c_dim), workers, "decoding pairs",
-            "pairs")
-        with atomic_path(info_path) as tmp, open(tmp, "w") as out:
-            json.dump({"root": root, "count": count, "skipped": unpaired + skipped}, out,
-                      indent=1)
-    info = read_json(info_path)
-    report_skipped(root, info["skipped"], info_path)
-    return np.load(cache_path, mmap_mode="r")[:info["count"]]
+    pairs, skipped, info_path = cached_rows(
+        root, cache_dir, dataset_fingerprint(files, image_size, 2 * c_dim, True), names,
+        (image_size, image_size, 2 * c_dim),
+        lambda name: decode_pair(sources[name], image_size, c_dim), workers, "pairs", unpaired)
+    report_skipped(root, skipped, info_path)
+    return pairs
 
 
 def report_skipped(root, skipped, info_path, shown=20):
