@@ -1,6 +1,7 @@
 """The pix2pix stage: gantut_pix2pix.py in real sessions on real files, and pix2pix_trainer.py
 run as a real subprocess on tiny paired sets."""
 import glob
+import json
 import os
 import re
 import signal
@@ -366,3 +367,20 @@ def test_the_demo_trains_on_paired_faces(tmp_path):
     names = [sorted(glob.glob("face_*.png", root_dir=tmp_path / "data" / "demo_pairs_16px" / view))
              for view in ("front", "side")]
     assert names[0] == names[1] and len(names[0]) == 5
+
+
+def test_jitter_flip_side_dense_layers_and_direction_train_and_are_recorded(tmp_path):
+    write_pairs(str(tmp_path / "pairs"), 6)
+    result = run_pix2pix(str(tmp_path), "--dataset", "pairs", "--epoch", "1", "--jitter",
+                         "--flip_side", "--dense_layers", "2", "--direction", "BtoA", *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 dense layer(s) at its bottleneck" in result.stdout
+    with open(tmp_path / "checkpoint_pix2pix" / "model.json") as saved:
+        settings = json.load(saved)
+    assert settings["dense_layers"] == 2 and settings["flip_side"] is True
+    assert settings["direction"] == "BtoA"
+    # A translation takes the model's settings from model.json, with no flag repeated.
+    translated = run_pix2pix(str(tmp_path), "--train=False", "--input",
+                             str(tmp_path / "pairs" / "side"), "--out_dir", "out")
+    assert translated.returncode == 0, translated.stderr[-3000:]
+    assert "2 dense layer(s)" in translated.stdout and "translated 6 image(s)" in translated.stdout
