@@ -111,7 +111,9 @@ def report_lines(path):
 
 
 def pngs(folder):
-    return sorted(name for name in os.listdir(folder) if name.endswith('.png'))
+    """The aligned crops in `folder`: visible PNGs, not the hidden temp file of a write under way."""
+    return sorted(name for name in os.listdir(folder)
+                  if name.endswith('.png') and not name.startswith('.'))
 
 
 # --- The alignment on variants of a real photo ----------------------------------------
