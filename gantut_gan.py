@@ -125,6 +125,20 @@ class Resumable(object):
             self.data_seed = np.random.randint(2**31) if config.seed is None else config.seed
         return step, epoch, batch
 
+    def checkpoint_due(self, stop, config, step, position):
+        """Save a checkpoint every --ckpt_freq steps and when a stop was requested; return True
+        (after saying how to resume) if training should stop now (Part 5)."""
+        if stop.requested or step % config.ckpt_freq == 0:
+            self.checkpoint(config, step, position)
+        if stop.requested:
+            print(" [*] Stopped at step %d; saved a checkpoint in %s. Run the same command "
+                  "again to resume." % (step, config.checkpoint_dir))
+        return stop.requested
+
+    def checkpoint(self, config, step, position):
+        """The checkpoint at (step, epoch, batch) `position` in --checkpoint_dir (Part 4)."""
+        self.save(config.checkpoint_dir, step, position)
+
     def save(self, checkpoint_dir, step, position=None):
         """Save the variables, and the (step, epoch, batch) `position` if given, to
         `checkpoint_dir` (Part 4)."""
@@ -213,8 +227,8 @@ class DCGAN(Resumable):
             else:
                 d_scalars, g_scalars = self.gan_losses()
         # The losses train_step reports: the posts' two, and WGAN-GP's own.
-        self.losses = {name: getattr(self, name) for name in
-                       ["d_loss", "g_loss"] + [n for n in d_scalars if n in WGAN_GP_SCALARS]}
+        reported = ["d_loss", "g_loss"] + (list(WGAN_GP_SCALARS) if self.loss == "wgan-gp" else [])
+        self.losses = {name: getattr(self, name) for name in reported}
 
         # No name scope here: it would prefix the tags, and TensorBoard should show the post's
         # names (z, d, d_, G, d_loss, ...).
@@ -360,11 +374,7 @@ class DCGAN(Resumable):
                         self.loss_log.add(step, epoch, losses)
                         if step % config.sample_freq == 0:
                             self.sample(config.sample_dir, "train_%02d-%04d.png" % (epoch, idx))
-                        if stop.requested or step % config.ckpt_freq == 0:
-                            self.checkpoint(config, step, (step, epoch, idx + 1))
-                        if stop.requested:
-                            print(" [*] Stopped at step %d; saved a checkpoint in %s. Run the "
-                                  "same command again to resume." % (step, config.checkpoint_dir))
+                        if self.checkpoint_due(stop, config, step, (step, epoch, idx + 1)):
                             return
                     self.end_epoch(config, epoch, step)
         finally:
@@ -392,7 +402,7 @@ class DCGAN(Resumable):
         """Save the loss log, then the checkpoint at (step, epoch, batch) `position`: a resumed
         run then finds every loss up to its step."""
         self.loss_log.save()
-        self.save(config.checkpoint_dir, step, position)
+        super().checkpoint(config, step, position)
 
     def evaluate(self, real, seed=0):
         """Quality figures of as many generated images as `real` ones (uint8), see gantut_metrics.
@@ -468,12 +478,7 @@ class DCGAN(Resumable):
             [self.G, self.d_loss, self.g_loss],
             {self.z: self.sess.run(self.sample_z), self.images: self.sample_images,
              self.is_training: False})
-        try:
-            path = save_images(samples, grid_shape(len(samples)), os.path.join(sample_dir, name))
-        except OSError as err:
-            raise TrainingError("could not write the sample grid %s to %s (%s). Free space there, "
-                                "or use another --sample_dir; a rerun resumes from the newest "
-                                "checkpoint." % (name, sample_dir, first_line(err)))
+        path = save_sample_grid(samples, grid_shape(len(samples)), sample_dir, name)
         print("[Sample] d_loss: %.8f, g_loss: %.8f, grid: %s" % (d_loss, g_loss, path))
 
     # ------------------------------------------------------------------------------------------
@@ -693,6 +698,17 @@ def check_finite(step, epoch, batch, config, **losses):
                 "newest checkpoint in %s holds the last good weights, and a rerun resumes from "
                 "it. Try a lower --learning_rate (now %g)."
                 % (name, value, step, epoch, batch, config.checkpoint_dir, config.learning_rate))
+
+
+def save_sample_grid(images, size, sample_dir, name):
+    """save_images to sample_dir/name during training; a failed write (a full disk) raises
+    TrainingError naming the grid and the folder (Part 4; shared by every stage)."""
+    try:
+        return save_images(images, size, os.path.join(sample_dir, name))
+    except OSError as err:
+        raise TrainingError("could not write the sample grid %s to %s (%s). Free space there, "
+                            "or use another --sample_dir; a rerun resumes from the newest "
+                            "checkpoint." % (name, sample_dir, first_line(err)))
 
 
 def first_line(err):

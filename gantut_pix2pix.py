@@ -32,9 +32,9 @@ from PIL import Image
 from gantut_datafuncs import (DatasetError, augment_images, batch_norm, cached_rows, conv2d,
                               conv2d_transpose, dataset_fingerprint, epoch_batches, linear,
                               lrelu, prefetch)
-from gantut_gan import (Resumable, Speedometer, StopRequest, TrainingError, check_finite,
-                        first_line, has_prefix, sigmoid_loss, split_rows, width_multiple)
-from gantut_imgfuncs import center_crop, imread, save_images, transform
+from gantut_gan import (Resumable, Speedometer, StopRequest, check_finite, first_line,
+                        has_prefix, save_sample_grid, sigmoid_loss, split_rows, width_multiple)
+from gantut_imgfuncs import center_crop, imread, transform
 from gantut_utils import image_files
 
 # Dropout rate of the first decoder layers while training: pix2pix's only source of noise.
@@ -338,11 +338,7 @@ class Pix2Pix(Resumable):
                         losses = self.train_step(inputs, targets, writer, step
                                                  if step % config.summary_freq == 0 else None)
                         self.report(step, epoch, idx, batches, losses, speed, config)
-                        if stop.requested or step % config.ckpt_freq == 0:
-                            self.save(config.checkpoint_dir, step, (step, epoch, idx + 1))
-                        if stop.requested:
-                            print(" [*] Stopped at step %d; saved a checkpoint in %s. Run the "
-                                  "same command again to resume." % (step, config.checkpoint_dir))
+                        if self.checkpoint_due(stop, config, step, (step, epoch, idx + 1)):
                             return
                     self.end_epoch(config, writer, pairs, epoch, step)
         finally:
@@ -369,18 +365,13 @@ class Pix2Pix(Resumable):
             writer.add_summary(tf.Summary(value=[tf.Summary.Value(tag="test_l1",
                                                                   simple_value=l1)]), step)
             writer.flush()
-        self.save(config.checkpoint_dir, step, (step, epoch + 1, 0))
+        self.checkpoint(config, step, (step, epoch + 1, 0))
 
     def sample(self, sample_dir, name):
         """Write the fixed sample pairs as rows of input | generated | target (pix2pix stage)."""
         inputs, targets = self.sample_pairs
-        try:
-            path = save_images(sample_rows(inputs, self.translate(inputs), targets),
-                               (len(inputs), 3), os.path.join(sample_dir, name))
-        except OSError as err:
-            raise TrainingError("could not write the sample rows %s to %s (%s). Free space "
-                                "there, or use another --sample_dir; a rerun resumes from the "
-                                "newest checkpoint." % (name, sample_dir, first_line(err)))
+        path = save_sample_grid(sample_rows(inputs, self.translate(inputs), targets),
+                                (len(inputs), 3), sample_dir, name)
         print("[Sample] %s" % path)
 
 
