@@ -1,0 +1,92 @@
+"""The DCGAN trains as it did before the post-shaped restructuring: 5 float32 steps from recorded
+weights give the recorded losses and sample grid.
+
+tests/data/five_steps.npz was written by this file's `record` on main before the restructuring
+(`python tests/test_same_behaviour.py --record`). It holds every variable's starting value (so the
+figures do not depend on the order ops are created in), the training images, each step's
+d_loss and g_loss, and G's samples from the fixed sample noise after the 5 steps.
+"""
+import os
+import sys
+import types
+
+import numpy as np
+import tensorflow.compat.v1 as tf
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from gantut_gan import DCGAN  # noqa: E402
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "five_steps.npz")
+SEED = 7
+SHAPE = dict(image_size=16, c_dim=3, z_dim=8, gf_dim=4, df_dim=4, batch_size=8, sample_size=8)
+
+
+def config(folder, epochs):
+    """The trainer's flags for a float32 run of `epochs` epochs in `folder` (5 steps each)."""
+    return types.SimpleNamespace(
+        epoch=epochs, learning_rate=0.0002, beta1=0.5, beta2=0.999, train_size=np.inf,
+        batch_size=SHAPE["batch_size"], dataset=None, checkpoint_dir=os.path.join(folder, "c"),
+        sample_dir=os.path.join(folder, "s"), logs_dir=os.path.join(folder, "l"),
+        sample_freq=100, ckpt_freq=100, summary_freq=2, seed=SEED, max_to_keep=2,
+        progress_gif=False, holdout=0.0, eval_every_epoch=False, eval_samples=8, augment=False)
+
+
+def session():
+    """One thread, float32: the same sums in the same order on every run."""
+    graph = tf.Graph()
+    return graph, tf.Session(graph=graph, config=tf.ConfigProto(
+        intra_op_parallelism_threads=1, inter_op_parallelism_threads=1))
+
+
+def train_five_steps(folder, images, start=None):
+    """Train 5 steps on `images`, from the variables `start` (name -> value) if given; return
+    (starting variables, losses per step, samples after the steps)."""
+    for name in ("c", "s", "l"):
+        os.makedirs(os.path.join(folder, name), exist_ok=True)
+    graph, sess = session()
+    with graph.as_default(), sess:
+        tf.set_random_seed(SEED)
+        dcgan = DCGAN(sess, **SHAPE)
+        dcgan.train(config(folder, 0), images)  # builds the optimisers; trains nothing
+        variables = {var.op.name: var for var in tf.global_variables()}
+        if start is not None:
+            assert sorted(variables) == sorted(start)
+            for name, var in variables.items():
+                var.load(start[name], sess)
+        start = sess.run(variables)
+        dcgan.save(config(folder, 0).checkpoint_dir, 0, (0, 0, 0))
+    graph, sess = session()
+    with graph.as_default(), sess:
+        dcgan = DCGAN(sess, **SHAPE)
+        dcgan.train(config(folder, 1), images)  # resumes from the step-0 checkpoint
+        samples = dcgan.generate(sess.run(dcgan.sample_z))
+    rows = np.genfromtxt(os.path.join(folder, "l", "losses.csv"), delimiter=",", names=True)
+    return start, np.stack([rows["d_loss"], rows["g_loss"]], axis=1), samples
+
+
+def training_images():
+    return np.random.default_rng(SEED).integers(0, 256, (40, 16, 16, 3), dtype=np.uint8)
+
+
+def test_five_float32_steps_match_the_figures_recorded_before_the_restructuring(tmp_path):
+    recorded = np.load(DATA)
+    start = {key[len("var:"):]: recorded[key] for key in recorded.files if key.startswith("var:")}
+    _, losses, samples = train_five_steps(str(tmp_path), recorded["images"], start)
+    assert losses.shape == (5, 2)
+    np.testing.assert_allclose(losses, recorded["losses"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(samples, recorded["samples"], rtol=1e-5, atol=1e-5)
+
+
+def record(folder):
+    images = training_images()
+    start, losses, samples = train_five_steps(folder, images)
+    os.makedirs(os.path.dirname(DATA), exist_ok=True)
+    np.savez_compressed(DATA, images=images, losses=losses, samples=samples,
+                        **{"var:" + name: value for name, value in start.items()})
+    print("recorded %s: losses %s" % (DATA, losses.tolist()))
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--record"]:
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        record(tmp)
