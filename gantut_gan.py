@@ -30,8 +30,8 @@ from tensorflow.core.protobuf import rewriter_config_pb2
 from gantut_datafuncs import (batch_norm, conv2d, conv2d_transpose, dataset_files,  # noqa: F401
                               feed_batches, layer_norm, linear, load_dataset, lrelu)
 import gantut_metrics
-from gantut_imgfuncs import (grid_shape, inverse_transform, plot_losses, save_gif, save_images,
-                             to_uint8, transform)
+from gantut_imgfuncs import grid_shape, inverse_transform, save_images, to_uint8, transform
+from gantut_plots import plot_losses, write_progress_gif
 from gantut_utils import (FolderBusy, atomic_path, folder_lock, format_seconds, read_json,
                           remove_stale_temp_files)
 
@@ -744,14 +744,6 @@ def append_csv_row(path, row):
     writer.writerow(row)
     with atomic_path(path) as tmp, open(tmp, "w") as out:
         out.write(old + text.getvalue())
-
-
-def write_progress_gif(sample_dir, epochs):
-    """Animate the end-of-epoch grids epoch_00.png ... into sample_dir/progress.gif (Part 5)."""
-    paths = [os.path.join(sample_dir, "epoch_%02d.png" % e) for e in range(epochs)]
-    present = [(p, "epoch %d" % e) for e, p in enumerate(paths) if os.path.exists(p)]
-    save_gif([p for p, _ in present], [label for _, label in present],
-             os.path.join(sample_dir, "progress.gif"))
 
 
 def gradient_penalty(critic, real, fake, name="gradient_penalty"):
