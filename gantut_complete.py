@@ -8,17 +8,19 @@ into the hole:
 
     ./gantut_trainer.py --complete --imgs 'aligned/*.png' --mask center --outDir completions
 
-The losses and the search over z are `DCGAN.build_completion` and `DCGAN.complete`; this module
-makes the masks and writes the results.
+This module holds the whole method: the masks (`make_mask`), the losses as graph code on the
+DCGAN's G and D (`build_completion`), the search over z (`complete`), and the output
+(`complete_images`).
 """
 import csv
 import glob
 import os
 
 import numpy as np
+import tensorflow.compat.v1 as tf
 
 from gantut_imgfuncs import get_image, grid_shape, open_image, save_images
-from gantut_utils import atomic_path
+from gantut_utils import Progress, atomic_path
 
 MASK_TYPES = ("center", "left", "random", "grid")
 
@@ -85,6 +87,64 @@ def read_images(pattern, image_size, c_dim, is_crop, limit):
     return paths, np.stack(images)
 
 
+def build_completion(dcgan):
+    """The in-painting losses of Part 1 (after B. Amos's "deep completion") on `dcgan`'s G and
+    D, built once.
+
+    `mask` is 1 where a pixel is known, 0 where it is missing. Per image:
+    contextual loss = L1 distance between G(z) and the image on the known pixels;
+    perceptual loss = the generator loss (how fake D finds G(z); `g_loss` is its batch mean;
+    with WGAN-GP minus the critic's score);
+    complete loss = contextual + lam * perceptual, and its gradient with respect to z.
+    Everything runs in inference mode, so the images of a batch do not affect each other.
+    """
+    if hasattr(dcgan, "complete_loss"):
+        return
+    with tf.name_scope("completion"):
+        dcgan.mask = tf.placeholder(tf.float32, dcgan.images.shape, name="mask")
+        dcgan.contextual_loss = tf.reduce_sum(
+            tf.abs(dcgan.mask * dcgan.G - dcgan.mask * dcgan.images), axis=[1, 2, 3])
+        if dcgan.loss == "wgan-gp":
+            dcgan.perceptual_loss = -dcgan.D_logits_[:, 0]
+        else:
+            dcgan.perceptual_loss = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(
+                logits=dcgan.D_logits_, labels=tf.ones_like(dcgan.D_logits_)), axis=1)
+        dcgan.complete_loss = dcgan.contextual_loss + dcgan.lam * dcgan.perceptual_loss
+        dcgan.grad_complete_loss = tf.gradients(dcgan.complete_loss, dcgan.z)[0]
+
+
+def complete(dcgan, images, mask, n_iter=1000, lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8,
+             seed=None, report=None):
+    """Fill the pixels where `mask` is 0 in `images` ([-1, 1]) with what `dcgan`'s G knows
+    (Part 1).
+
+    Adam steps on z (not on the weights), z clipped to [-1, 1] after each step, as in
+    B. Amos's method, with a progress line (rate, ETA). `report(i, G(z))` is called every 50
+    iterations and at the end. Returns (G(z), contextual loss per image and iteration:
+    n_iter + 1 rows).
+    """
+    build_completion(dcgan)
+    z = np.random.default_rng(seed).uniform(-1, 1, [len(images), dcgan.z_dim])
+    feed = {dcgan.images: images, dcgan.mask: np.broadcast_to(mask, images.shape),
+            dcgan.is_training: False}
+    m, v, history = 0.0, 0.0, []
+    progress = Progress("completing %d image(s)" % len(images), n_iter + 1, "iterations")
+    for i in range(n_iter + 1):
+        feed[dcgan.z] = z
+        contextual, generated, grad = dcgan.sess.run(
+            [dcgan.contextual_loss, dcgan.G, dcgan.grad_complete_loss], feed)
+        history.append(contextual)
+        progress.advance()
+        if report is not None and (i % 50 == 0 or i == n_iter):
+            report(i, generated)
+        if i == n_iter:
+            return generated, np.array(history)
+        m = beta1 * m + (1 - beta1) * grad
+        v = beta2 * v + (1 - beta2) * grad ** 2
+        step = lr * (m / (1 - beta1 ** (i + 1))) / (np.sqrt(v / (1 - beta2 ** (i + 1))) + eps)
+        z = np.clip(z - step, -1, 1)
+
+
 def complete_images(dcgan, config):
     """Complete the images of `config.imgs` under `config.mask`, writing to `config.outDir` (Part 1).
 
@@ -105,8 +165,8 @@ def complete_images(dcgan, config):
         blended = mask * images + (1 - mask) * generated
         save_images(blended, grid, os.path.join(out, "blended_%04d.png" % iteration))
 
-    _, history = dcgan.complete(images, mask, n_iter=config.nIter, seed=config.seed,
-                                report=report)
+    _, history = complete(dcgan, images, mask, n_iter=config.nIter, seed=config.seed,
+                          report=report)
     write_loss_table(os.path.join(out, "contextual_loss.csv"), paths, history)
     return history
 

@@ -18,7 +18,7 @@ decoder level of its size, so details need not squeeze through the 1x1 bottlenec
 D is a PatchGAN: a few 4x4 convolutions whose every output judges one patch, 70x70 at 256 px.
 
 The layer ops, the uint8 cache, the checkpoint code and the image helpers are those of the
-DCGAN stage (gantut_datafuncs, gantut_gan, gantut_imgfuncs). Pairs live in ONE cache array,
+DCGAN stage (gantut_datafuncs, gantut_dataset, gantut_run, gantut_imgfuncs). Pairs live in ONE cache array,
 N x size x size x 2*c_dim, the input and target images concatenated on the channel axis (the
 post kept them in an HDF5 file to avoid running out of memory; the memory-mapped cache does that).
 """
@@ -29,11 +29,13 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 from PIL import Image
 
-from gantut_datafuncs import (DatasetError, augment_images, batch_norm, cached_rows, conv2d,
-                              conv2d_transpose, dataset_fingerprint, epoch_batches, linear,
-                              lrelu, prefetch)
-from gantut_gan import (Resumable, Speedometer, StopRequest, check_finite, first_line,
-                        has_prefix, save_sample_grid, sigmoid_loss, split_rows, width_multiple)
+from gantut_datafuncs import (batch_norm, conv2d, conv2d_transpose, has_prefix, linear, lrelu,
+                              sigmoid_loss)
+from gantut_dataset import (DatasetError, augment_images, cached_rows, dataset_fingerprint,
+                            epoch_batches, prefetch, split_holdout)
+from gantut_gan import width_multiple
+from gantut_run import (Resumable, Speedometer, StopRequest, check_finite, first_line, load_model,
+                        save_model, save_sample_grid)
 from gantut_imgfuncs import center_crop, imread, transform
 from gantut_utils import image_files
 
@@ -44,8 +46,6 @@ DROPOUT_LAYERS = 3
 JITTER_SCALE = 286 / 256
 # The sizes the U-Net halves down to 1x1: powers of two.
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 1024
-# The flags that fix the model's variables or what it has learnt to do; kept in model.json.
-SETTINGS_TEXT = "image_size, c_dim, gf_dim, df_dim, dense_layers, direction, flip_side"
 # What --dataset may hold, for every message about a folder that holds no pairs.
 LAYOUT_HELP = ("Expected either side-by-side images, input | target, each twice as wide as it "
                "is high (the layout of the public pix2pix data sets), or two sub-folders "
@@ -99,7 +99,9 @@ class Pix2Pix(Resumable):
     """
 
     model_name = "pix2pix.model"
-    settings_text = SETTINGS_TEXT
+    # The flags that fix the model's variables or what it has learnt to do; kept in model.json.
+    shape_flags = ("image_size", "c_dim", "gf_dim", "df_dim", "dense_layers", "direction",
+                   "flip_side")
 
     def __init__(self, sess, image_size=256, c_dim=3, gf_dim=64, df_dim=64, dense_layers=0,
                  l1_lambda=100.0, learning_rate=0.0002, beta1=0.5):
@@ -318,7 +320,7 @@ class Pix2Pix(Resumable):
         summary_freq, max_to_keep, seed and learning_rate. Ctrl-C or SIGTERM saves a checkpoint
         after the step under way and returns; a later call with the same folders resumes.
         """
-        train_rows, test_rows = split_pairs(len(pairs), config.test_split)
+        train_rows, test_rows = split_holdout(len(pairs), config.test_split)
         self.eval_rows = test_rows[:config.eval_pairs]
         shown = test_rows if len(test_rows) else train_rows
         self.sample_pairs = pair_views(pairs[shown[:config.sample_count]], config)
@@ -343,6 +345,16 @@ class Pix2Pix(Resumable):
                     self.end_epoch(config, writer, pairs, epoch, step)
         finally:
             writer.close()
+
+    def save(self, checkpoint_dir, step, position=None):
+        """Save the variables and the training position as checkpoint_dir/pix2pix.model-step
+        (pix2pix stage; as DCGAN.save)."""
+        save_model(self, checkpoint_dir, step, position)
+
+    def load(self, checkpoint_dir):
+        """Restore the newest complete checkpoint; return whether one was found (pix2pix
+        stage; as DCGAN.load)."""
+        return load_model(self, checkpoint_dir)
 
     def report(self, step, epoch, idx, batches, losses, speed, config):
         """The progress line of a step, the NaN check and, when due, the sample grid (pix2pix
@@ -383,12 +395,6 @@ def sample_rows(inputs, generated, targets):
 # ----------------------------------------------------------------------------------------------
 # Paired data
 # ----------------------------------------------------------------------------------------------
-
-def split_pairs(n_pairs, share):
-    """Row indices (train, test): a fixed `share` of the pairs that training never sees, the
-    same on every run (pix2pix stage)."""
-    return split_rows(n_pairs, int(n_pairs * share))
-
 
 def find_pairs(root):
     """The pairs of folder `root`: ({name: (first file, second file or None)}, unpaired notes)

@@ -34,7 +34,8 @@ body {{ font-family: sans-serif; max-width: 46em; margin: 2em auto; padding: 0 1
 </head>
 <body>
 <h1>Real or Fake?</h1>
-<p>Eight of these faces are real photographs; eight were drawn by the generator of a GAN.
+<p>Eight of these faces are real: images from the set the GAN was trained on. Eight were drawn
+by its generator.
 Mark each one, then press Submit.</p>
 <div class="faces">
 {cards}

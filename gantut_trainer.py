@@ -25,56 +25,69 @@ import tensorflow.compat.v1 as tf
 from absl import app
 
 from gantut_complete import CompletionError, complete_images
-from gantut_datafuncs import DatasetError, load_dataset
-from gantut_gan import (DCGAN, LOSSES, cpu_has_bf16, image_size_error, new_session,
-                        record_settings, saved_settings, split_holdout, training_folders,
-                        valid_image_size)
+from gantut_dataset import DatasetError, load_dataset, split_holdout
+from gantut_gan import DCGAN, LOSSES, image_size_error, valid_image_size
 from gantut_imgfuncs import grid_shape, inverse_transform, save_images, to_uint8
-from gantut_utils import ALL_CORES, register_flag_checks
 from gantut_quiz import write_quiz
+from gantut_run import (cpu_has_bf16, log_metrics, new_session, record_settings, saved_settings,
+                        training_folders)
+from gantut_utils import ALL_CORES, register_flag_checks
 
 
 flags = tf.app.flags
+# The post's flags, in the post's order, with its defaults.
 flags.DEFINE_integer("epoch", 20, "Epochs to train [20]")
 flags.DEFINE_float("learning_rate", 0.0002,
                    "Learning rate of Adam [0.0002; 0.0001 with --loss wgan-gp]")
 flags.DEFINE_float("beta1", 0.5, "Momentum term (beta1) of Adam [0.5]")
-flags.DEFINE_float("beta2", 0.999, "Decay of Adam's squared-gradient average (beta2) "
-                   "[0.999; 0.9 with --loss wgan-gp]")
-flags.DEFINE_enum("loss", "gan", LOSSES,
-                  "gan: the posts' DCGAN loss. wgan-gp: Wasserstein loss with gradient penalty "
-                  "(Gulrajani et al. 2017), steadier on small data sets of 1,000-2,000 images; "
-                  "recorded with the checkpoints [gan]")
-flags.DEFINE_float("gp_lambda", 10.0, "Weight of the gradient penalty with --loss wgan-gp [10]")
-flags.DEFINE_integer("n_critic", 5, "Critic updates per generator update with --loss wgan-gp "
-                     "(the posts' loss makes two G updates per D update instead) [5]")
-flags.DEFINE_boolean("augment", False,
-                     "Random horizontal flips and jitter (scale up ~10%%, random crop back) of "
-                     "each training image, drawn per batch from --seed; for small data sets "
-                     "[False]")
 flags.DEFINE_float("train_size", float("inf"), "Use at most this many images [inf: all]")
 flags.DEFINE_integer("batch_size", 64, "Images per batch [64]")
 flags.DEFINE_integer("image_size", 64,
                      "Image height and width: a power of two of at least 8, or s x 2^k of at least "
                      "16 with s in 4..7 (28, 48, 56, 112, ...); the layer count follows it [64]")
+flags.DEFINE_string("dataset", "lfw-aligned-64",
+                    "Folder of training images, searched recursively for .png/.jpg/.jpeg, or "
+                    "'demo' for procedural cartoon faces drawn on first use [lfw-aligned-64]")
+flags.DEFINE_string("checkpoint_dir", "checkpoint",
+                    "Folder for checkpoints and the decoded-image cache [checkpoint]")
+flags.DEFINE_string("sample_dir", "samples", "Folder for sample grids [samples]")
+
+# Ours from here on. The model's shape (recorded in checkpoint_dir/model.json).
 flags.DEFINE_integer("c_dim", 3, "Image channels: 3 for RGB, 1 for grayscale [3]")
 flags.DEFINE_integer("z_dim", 100, "Length of the noise vector z [100]")
 flags.DEFINE_integer("gf_dim", 64, "Channels of G's last hidden layer [64]")
 flags.DEFINE_integer("df_dim", 64, "Channels of D's first layer [64]")
-flags.DEFINE_string("dataset", "lfw-aligned-64",
-                    "Folder of training images, searched recursively for .png/.jpg/.jpeg, or "
-                    "'demo' for procedural cartoon faces drawn on first use [lfw-aligned-64]")
+flags.DEFINE_enum("loss", "gan", LOSSES,
+                  "gan: the posts' DCGAN loss. wgan-gp: Wasserstein loss with gradient penalty "
+                  "(Gulrajani et al. 2017), steadier on small data sets of 1,000-2,000 images; "
+                  "recorded with the checkpoints [gan]")
+
+# The loss's own settings (the logo walkthrough's WGAN-GP).
+flags.DEFINE_float("beta2", 0.999, "Decay of Adam's squared-gradient average (beta2) "
+                   "[0.999; 0.9 with --loss wgan-gp]")
+flags.DEFINE_float("gp_lambda", 10.0, "Weight of the gradient penalty with --loss wgan-gp [10]")
+flags.DEFINE_integer("n_critic", 5, "Critic updates per generator update with --loss wgan-gp "
+                     "(the posts' loss makes two G updates per D update instead) [5]")
+
+# The data.
 flags.DEFINE_integer("demo_images", 4000, "How many faces --dataset demo draws [4000]")
 flags.DEFINE_boolean("is_crop", False,
                      "Centre-crop and resize images that are not image_size square [False]")
-flags.DEFINE_string("checkpoint_dir", "checkpoint",
-                    "Folder for checkpoints and the decoded-image cache [checkpoint]")
-flags.DEFINE_string("sample_dir", "samples", "Folder for sample grids [samples]")
+flags.DEFINE_boolean("augment", False,
+                     "Random horizontal flips and jitter (scale up ~10%%, random crop back) of "
+                     "each training image, drawn per batch from --seed; for small data sets "
+                     "[False]")
+
+# What a run writes, and how often.
 flags.DEFINE_string("logs_dir", "logs", "Folder for TensorBoard logs [logs]")
 flags.DEFINE_integer("sample_freq", 100, "Write a sample grid every this many steps [100]")
 flags.DEFINE_integer("ckpt_freq", 500, "Save a checkpoint every this many steps [500]")
 flags.DEFINE_integer("summary_freq", 10, "Write TensorBoard summaries every this many steps [10]")
 flags.DEFINE_integer("max_to_keep", 5, "Checkpoints to keep; 0 keeps all [5]")
+flags.DEFINE_boolean("progress_gif", True,
+                     "Animate the end-of-epoch grids into sample_dir/progress.gif [True]")
+
+# The machine.
 flags.DEFINE_integer("threads", ALL_CORES,
                      "CPU threads for TensorFlow and for decoding; the post used 8, since TF "
                      "will otherwise take every core on a shared cluster [every core this "
@@ -86,8 +99,18 @@ flags.DEFINE_boolean("bf16", CPU_HAS_BF16,
                      "precision rewrite): about 1.5x faster on CPUs with AVX512-BF16 or AMX, with "
                      "no loss of quality measured (README); --nobf16 for float32 [on where the "
                      "CPU has bfloat16 instructions; here: %s]" % CPU_HAS_BF16)
-flags.DEFINE_boolean("progress_gif", True,
-                     "Animate the end-of-epoch grids into sample_dir/progress.gif [True]")
+
+# Knowing how good it is (gantut_metrics.py).
+flags.DEFINE_boolean("eval_every_epoch", True,
+                     "At the end of each epoch, compare generated faces with held-out real ones: "
+                     "face rate, face Frechet distance, sliced Wasserstein distance; written to "
+                     "TensorBoard (metrics/...) and logs_dir/metrics.csv [True]")
+flags.DEFINE_integer("eval_samples", 1000,
+                     "At most this many held-out images (and as many generated) per evaluation "
+                     "[1000]")
+flags.DEFINE_float("holdout", 0.02, "Share of the images that training never sees, kept for "
+                   "evaluation [0.02]")
+
 # Using the trained model (Parts 1 and 5).
 flags.DEFINE_boolean("train", True, "Train; --train=False generates from the checkpoint [True]")
 flags.DEFINE_integer("n_samples", 64, "Images --train=False generates [64]")
@@ -95,6 +118,8 @@ flags.DEFINE_boolean("save_single", False, "With --train=False, also one PNG per
 flags.DEFINE_boolean("interpolate", False,
                      "With --train=False, a grid whose rows walk between random z [False]")
 flags.DEFINE_string("out_dir", "generated", "Folder for --train=False output [generated]")
+flags.DEFINE_boolean("evaluate", False,
+                     "With --train=False, evaluate the checkpoint on the held-out images [False]")
 flags.DEFINE_boolean("complete", False,
                      "Complete (in-paint) the images of --imgs under --mask (Part 1) [False]")
 flags.DEFINE_string("imgs", "aligned/*.png", "Images to complete, a glob [aligned/*.png]")
@@ -107,22 +132,8 @@ flags.DEFINE_string("outDir", "completions", "Folder for completion output [comp
 flags.DEFINE_string("turing_quiz", None,
                     "Write the 'Real or Fake?' quiz page (8 real faces from --dataset, 8 "
                     "generated) to this HTML file [off]")
-# Knowing how good it is (project addition; gantut_metrics.py).
-flags.DEFINE_boolean("eval_every_epoch", True,
-                     "At the end of each epoch, compare generated faces with held-out real ones: "
-                     "face rate, face Frechet distance, sliced Wasserstein distance; written to "
-                     "TensorBoard (metrics/...) and logs_dir/metrics.csv [True]")
-flags.DEFINE_integer("eval_samples", 1000,
-                     "At most this many held-out images (and as many generated) per evaluation "
-                     "[1000]")
-flags.DEFINE_float("holdout", 0.02, "Share of the images that training never sees, kept for "
-                   "evaluation [0.02]")
-flags.DEFINE_boolean("evaluate", False,
-                     "With --train=False, evaluate the checkpoint on the held-out images [False]")
 FLAGS = flags.FLAGS
 
-# The flags that fix the model's variables; recorded beside the checkpoints.
-MODEL_SHAPE_FLAGS = ("image_size", "c_dim", "z_dim", "gf_dim", "df_dim", "loss")
 # What checkpoints from before --loss existed were trained with.
 LEGACY_SETTINGS = {"loss": "gan"}
 # Adam's settings for --loss wgan-gp where the user sets none (Gulrajani et al. 2017).
@@ -168,6 +179,10 @@ def load_images(shape, at_least, purpose):
                               workers=FLAGS.threads)
     except DatasetError as err:
         sys.exit("error: %s" % err)
+    if not len(images):
+        sys.exit("error: dataset folder %s has no usable image: every image file in it is "
+                 "unreadable (each is named above). Replace them with readable .png/.jpg "
+                 "images, or point --dataset at another folder." % folder)
     if len(images) < at_least:
         sys.exit("error: dataset folder %s has %d usable image(s), fewer than %s. Add images "
                  "to it%s." % (folder, len(images), purpose,
@@ -178,7 +193,7 @@ def load_images(shape, at_least, purpose):
 
 def flag_shape():
     """The model shape the flags ask for."""
-    return {name: FLAGS[name].value for name in MODEL_SHAPE_FLAGS}
+    return {name: FLAGS[name].value for name in DCGAN.shape_flags}
 
 
 def choose_adam_settings():
@@ -245,11 +260,10 @@ def evaluate_checkpoint(dcgan, images):
         sys.exit("error: --holdout %g of %d images holds out none; raise --holdout or add images"
                  % (FLAGS.holdout, len(images)))
     step, epoch, batch, _ = dcgan.sess.run(dcgan.counters)
-    dcgan.writer = tf.summary.FileWriter(FLAGS.logs_dir)
     # A checkpoint saved at an epoch's end already points at the next epoch.
     figures = dcgan.evaluate(images[holdout[:FLAGS.eval_samples]])
-    dcgan.log_metrics(FLAGS.logs_dir, epoch - (batch == 0), step, figures)
-    dcgan.writer.close()
+    with tf.summary.FileWriter(FLAGS.logs_dir) as writer:
+        log_metrics(writer, FLAGS.logs_dir, epoch - (batch == 0), step, figures)
 
 
 def write_samples(dcgan, rng):

@@ -22,12 +22,12 @@ import sys
 import tensorflow.compat.v1 as tf
 from absl import app
 
-from gantut_datafuncs import DatasetError
-from gantut_gan import (cpu_has_bf16, first_line, new_session, record_settings, saved_settings,
-                        training_folders)
+from gantut_dataset import DatasetError, split_holdout
 from gantut_imgfuncs import center_crop, imread, save_images, transform
 from gantut_pix2pix import (MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, UNREADABLE, Pix2Pix, load_pairs,
-                            receptive_field, split_pairs, valid_image_size)
+                            receptive_field, valid_image_size)
+from gantut_run import (cpu_has_bf16, first_line, new_session, record_settings, saved_settings,
+                        training_folders)
 from gantut_utils import ALL_CORES, Progress, image_files, register_flag_checks
 
 flags = tf.app.flags
@@ -101,10 +101,6 @@ flags.DEFINE_string("out_dir", "translated",
                     "under the same relative name [translated]")
 FLAGS = flags.FLAGS
 
-# The flags that fix the model's variables or what it has learnt; kept in model.json.
-MODEL_FLAGS = ("image_size", "c_dim", "gf_dim", "df_dim", "dense_layers", "direction",
-               "flip_side")
-
 # Flags that make no sense are refused at start, naming the flag (absl prints the message).
 register_flag_checks(flags, at_least=(
     ("epoch", 1), ("batch_size", 1), ("gf_dim", 1), ("df_dim", 1), ("dense_layers", 0),
@@ -135,7 +131,7 @@ def load_training_pairs(settings):
                            cache_dir=FLAGS.checkpoint_dir, workers=FLAGS.threads)
     except DatasetError as err:
         sys.exit("error: %s" % err)
-    train_rows, test_rows = split_pairs(len(pairs), FLAGS.test_split)
+    train_rows, test_rows = split_holdout(len(pairs), FLAGS.test_split)
     if len(train_rows) < FLAGS.batch_size:
         sys.exit("error: dataset folder %s has %d usable pair(s), %d of them for training after "
                  "--test_split %g: fewer than --batch_size %d. Add pairs, or lower --batch_size "
@@ -148,7 +144,7 @@ def load_training_pairs(settings):
 
 def flag_settings():
     """The model settings the flags ask for (pix2pix stage)."""
-    return {name: FLAGS[name].value for name in MODEL_FLAGS}
+    return {name: FLAGS[name].value for name in Pix2Pix.shape_flags}
 
 
 def build_model(sess, settings):

@@ -32,10 +32,11 @@ import tensorflow.compat.v1 as tf
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from demo_faces import make_demo_pairs  # noqa: E402
-from gantut_gan import cpu_has_bf16, session_config  # noqa: E402
+from gantut_dataset import split_holdout  # noqa: E402
 from gantut_imgfuncs import save_images  # noqa: E402
 from gantut_pix2pix import (Pix2Pix, feed_pairs, load_pairs, pair_views,  # noqa: E402
-                            sample_rows, split_pairs)
+                            sample_rows)
+from gantut_run import cpu_has_bf16, session_config  # noqa: E402
 from gantut_utils import ALL_CORES  # noqa: E402
 
 DEMO_SIZE = 64
@@ -90,7 +91,7 @@ def demo_pairs(data_dir):
     folder = make_demo_pairs(os.path.join(data_dir, "demo_pairs_%dpx" % DEMO_SIZE),
                              size=DEMO_SIZE)
     pairs = load_pairs(folder, DEMO_SIZE, cache_dir=os.path.join(data_dir, "pair_cache"))
-    train_rows, test_rows = split_pairs(len(pairs), 0.2)
+    train_rows, test_rows = split_holdout(len(pairs), 0.2)
     return pairs, train_rows, test_rows
 
 

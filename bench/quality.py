@@ -28,8 +28,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import gantut_metrics  # noqa: E402
-from gantut_datafuncs import load_dataset  # noqa: E402
-from gantut_gan import LOSSES, split_rows  # noqa: E402
+from gantut_dataset import load_dataset, split_rows  # noqa: E402
+from gantut_gan import LOSSES  # noqa: E402
 from gantut_imgfuncs import inverse_transform, save_images, to_uint8  # noqa: E402
 from gantut_utils import ALL_CORES  # noqa: E402
 from train_throughput import (demo_images, tf_training, torch_peer_model,  # noqa: E402

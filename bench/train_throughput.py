@@ -37,8 +37,9 @@ import tensorflow.compat.v1 as tf
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from demo_faces import make_demo_dataset  # noqa: E402
-from gantut_datafuncs import augment_images, feed_batches, load_dataset  # noqa: E402
-from gantut_gan import DCGAN, LOSSES, session_config  # noqa: E402
+from gantut_dataset import augment_images, feed_batches, load_dataset  # noqa: E402
+from gantut_gan import DCGAN, LOSSES  # noqa: E402
+from gantut_run import session_config  # noqa: E402
 from gantut_trainer import WGAN_GP_ADAM  # noqa: E402
 from gantut_utils import ALL_CORES  # noqa: E402
 

@@ -7,8 +7,8 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from conftest import write_images
-from gantut_datafuncs import (DatasetError, batch_norm, conv2d, conv2d_transpose, dataset_files,
-                              epoch_batches, feed_batches, linear, load_dataset, lrelu, prefetch)
+from gantut_datafuncs import batch_norm, conv2d, conv2d_transpose, dataset_files, linear, lrelu
+from gantut_dataset import DatasetError, epoch_batches, feed_batches, load_dataset, prefetch
 
 
 def variables():

@@ -20,7 +20,7 @@ import tensorflow.compat.v1 as tf
 from PIL import Image
 
 from conftest import FAULT_STATS, REPO, TINY, checkpoint_steps, run_trainer, write_images
-from gantut_datafuncs import load_dataset
+from gantut_dataset import load_dataset
 from test_trainer import progress
 
 pytestmark = pytest.mark.faults

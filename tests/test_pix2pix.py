@@ -14,9 +14,10 @@ from PIL import Image
 
 import conftest
 from conftest import REPO, interrupt_when, run_trainer, write_images
+from gantut_dataset import split_holdout
 from gantut_imgfuncs import to_uint8
 from gantut_pix2pix import (Pix2Pix, feed_pairs, jitter_pairs, load_pairs, orient,
-                            receptive_field, split_pairs)
+                            receptive_field)
 
 PROGRESS = re.compile(r"^Epoch \[ *(\d+)\] \[ *(\d+)/ *(\d+)\] time: [\d.]+, d_loss: [\d.]+, "
                       r"g_gan: [\d.]+, g_l1: [\d.]+", re.M)
@@ -264,7 +265,7 @@ def test_sample_rows_show_input_generated_and_target_of_test_pairs(trained):
     work, fronts, _ = trained
     names = sorted(os.listdir(work / "samples_pix2pix"))
     assert names == ["epoch_00.png", "epoch_01.png", "train_00-0005.png", "train_01-0003.png"]
-    _, test_rows = split_pairs(10, 0.2)
+    _, test_rows = split_holdout(10, 0.2)
     with Image.open(work / "samples_pix2pix" / "epoch_01.png") as grid:
         grid = np.asarray(grid)
     assert grid.shape == (2 * 16, 3 * 16, 3)  # a row per test pair: input | generated | target

@@ -60,8 +60,11 @@ def train_five_steps(folder, images, start=None):
         dcgan = DCGAN(sess, **SHAPE)
         dcgan.train(config(folder, 1), images)  # resumes from the step-0 checkpoint
         samples = dcgan.generate(sess.run(dcgan.sample_z))
+        # Adam's beta1_power is beta1^(1 + its updates): one accumulator for D, one for G.
+        updates = sorted(int(round(np.log(value) / np.log(0.5))) - 1 for value in sess.run(
+            [var for var in tf.global_variables() if "beta1_power" in var.op.name]))
     rows = np.genfromtxt(os.path.join(folder, "l", "losses.csv"), delimiter=",", names=True)
-    return start, np.stack([rows["d_loss"], rows["g_loss"]], axis=1), samples
+    return start, np.stack([rows["d_loss"], rows["g_loss"]], axis=1), samples, updates
 
 
 def training_images():
@@ -71,7 +74,8 @@ def training_images():
 def test_five_float32_steps_match_the_figures_recorded_before_the_restructuring(tmp_path):
     recorded = np.load(DATA)
     start = {key[len("var:"):]: recorded[key] for key in recorded.files if key.startswith("var:")}
-    _, losses, samples = train_five_steps(str(tmp_path), recorded["images"], start)
+    _, losses, samples, updates = train_five_steps(str(tmp_path), recorded["images"], start)
+    assert updates == [5, 10]  # the posts' loss: one D update, then two G updates, per batch
     assert losses.shape == (5, 2)
     np.testing.assert_allclose(losses, recorded["losses"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(samples, recorded["samples"], rtol=1e-5, atol=1e-5)
@@ -79,7 +83,7 @@ def test_five_float32_steps_match_the_figures_recorded_before_the_restructuring(
 
 def record(folder):
     images = training_images()
-    start, losses, samples = train_five_steps(folder, images)
+    start, losses, samples, _ = train_five_steps(folder, images)
     os.makedirs(os.path.dirname(DATA), exist_ok=True)
     np.savez_compressed(DATA, images=images, losses=losses, samples=samples,
                         **{"var:" + name: value for name, value in start.items()})

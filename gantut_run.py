@@ -1,0 +1,402 @@
+"""The run machinery every stage's trainer shares (ours; not in the posts).
+
+The posts' `train` loop, `save` and `load` live with each model (gantut_gan.DCGAN, the pix2pix
+stage's Pix2Pix); what lets such a loop be stopped, resumed and watched is here, written once:
+
+- checkpoints: `save_checkpoint`, `restore_checkpoint` (the newest complete one, damaged ones
+  skipped), `checkpoint_paths`, and `Resumable`, the training position kept in the checkpoint;
+- settings: `record_settings`/`saved_settings`, the flags that fix a model's shape, in model.json
+  beside the checkpoints;
+- the session and its folders: `new_session`, `session_config`, `cpu_has_bf16`,
+  `training_folders` (made, cleared of a killed run's temp files, locked);
+- stopping: `StopRequest` (Ctrl-C and SIGTERM finish the step and checkpoint), `TrainingError`,
+  `check_finite`;
+- logs: `Speedometer` (img/s and ETA), `LossLog` (logs/losses.csv and .png), `log_metrics`
+  (quality figures to TensorBoard and logs/metrics.csv), `save_sample_grid`.
+"""
+import contextlib
+import csv
+import glob
+import io
+import json
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+import tensorflow.compat.v1 as tf
+from tensorflow.core.protobuf import rewriter_config_pb2
+
+from gantut_imgfuncs import save_images
+from gantut_plots import plot_losses
+from gantut_utils import (FolderBusy, atomic_path, folder_lock, format_seconds, read_json,
+                          remove_stale_temp_files)
+
+# Beside the checkpoints: the flags that fix the model's variables.
+SETTINGS_FILE = "model.json"
+
+
+class TrainingError(Exception):
+    """Training cannot go on; the message says why, what is kept and what to do."""
+
+
+def first_line(err):
+    """The first line of an exception's message, for one-line error reports."""
+    text = getattr(err, "message", None) or str(err)
+    return text.strip().splitlines()[0] if text.strip() else type(err).__name__
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints and the training position
+# ----------------------------------------------------------------------------------------------
+
+class Resumable(object):
+    """The training position in the checkpoint, and resuming from it, for any stage's model.
+
+    A subclass sets `sess`, `model_name` and `shape_flags`, defines the posts'
+    `save(checkpoint_dir, step, position)` and `load(checkpoint_dir)` (with save_model and
+    load_model), calls `build_position()` while building its graph, and makes its `saver`
+    after that.
+    """
+
+    def build_position(self):
+        """The variable holding step, epoch, batch within the epoch and the seed of the epochs'
+        shuffles: in the checkpoint, so a resumed run carries on at the same batch of the same
+        order."""
+        with tf.variable_scope("state"):
+            self.counters = tf.get_variable("counters", [4], tf.int64, tf.zeros_initializer(),
+                                            trainable=False)
+            self.new_counters = tf.placeholder(tf.int64, [4], name="new_counters")
+            self.set_counters = tf.assign(self.counters, self.new_counters)
+
+    def resume(self, config):
+        """Restore the newest checkpoint, if any; return (step, epoch, batch) to go on from, and
+        fix the seed of the epochs' shuffles (from the checkpoint, else --seed, else random)."""
+        if self.load(config.checkpoint_dir):
+            step, epoch, batch, self.data_seed = map(int, self.sess.run(self.counters))
+            print(" [*] An existing model was found: resuming at step %d (epoch %d, batch %d)"
+                  % (step, epoch, batch))
+            return step, epoch, batch
+        print(" [*] No checkpoint in %s: starting a new model" % config.checkpoint_dir)
+        self.data_seed = np.random.randint(2**31) if config.seed is None else config.seed
+        return 0, 0, 0
+
+    def checkpoint_due(self, stop, config, step, position):
+        """Save a checkpoint every --ckpt_freq steps and when a stop was requested; return True
+        (after saying how to resume) if training should stop now."""
+        if stop.requested or step % config.ckpt_freq == 0:
+            self.checkpoint(config, step, position)
+        if stop.requested:
+            print(" [*] Stopped at step %d; saved a checkpoint in %s. Run the same command "
+                  "again to resume." % (step, config.checkpoint_dir))
+        return stop.requested
+
+    def checkpoint(self, config, step, position):
+        """The checkpoint at (step, epoch, batch) `position` in --checkpoint_dir."""
+        self.save(config.checkpoint_dir, step, position)
+
+
+def save_model(model, checkpoint_dir, step, position=None):
+    """Save a Resumable `model`'s variables (its `saver`'s) as checkpoint_dir/model_name-step,
+    with the training position (step, epoch, batch) and the data seed if `position` is given."""
+    if position is not None:
+        model.sess.run(model.set_counters,
+                       {model.new_counters: list(position) + [model.data_seed]})
+    save_checkpoint(model.sess, model.saver, checkpoint_dir, model.model_name, step)
+
+
+def load_model(model, checkpoint_dir):
+    """Restore a Resumable `model` from the newest complete checkpoint in `checkpoint_dir`;
+    return whether one was found (see restore_checkpoint)."""
+    return restore_checkpoint(model.sess, model.saver, checkpoint_dir, model.model_name,
+                              model.shape_flags)
+
+
+def save_checkpoint(sess, saver, checkpoint_dir, model_name, step):
+    """Save `saver`'s variables as `checkpoint_dir/model_name-step`.
+
+    No .meta graph: the graph is this code (and in TensorBoard); it would triple the size of
+    every checkpoint. A full disk or an unwritable folder raises TrainingError, naming it.
+    """
+    try:
+        os.makedirs(checkpoint_dir, exist_ok=True)
+        saver.save(sess, os.path.join(checkpoint_dir, model_name), global_step=step,
+                   write_meta_graph=False)
+    except (OSError, tf.errors.OpError) as err:
+        raise TrainingError(
+            "could not write the step %d checkpoint to %s (%s). Free space there, or use "
+            "another --checkpoint_dir; the complete checkpoints already there are kept, and "
+            "a rerun resumes from the newest." % (step, checkpoint_dir, first_line(err)))
+
+
+def restore_checkpoint(sess, saver, checkpoint_dir, model_name, shape_flags):
+    """Restore the newest complete `model_name` checkpoint in `checkpoint_dir`; return whether
+    one was found.
+
+    A checkpoint whose files are missing or truncated is reported by name and the one before
+    it is used. One of another model shape stops with a message naming it and the flags that
+    fix the shape (`shape_flags`).
+    """
+    paths = checkpoint_paths(checkpoint_dir, model_name) if checkpoint_dir else []
+    for path in paths:
+        try:
+            if not glob.glob(path + ".data-*"):
+                raise tf.errors.DataLossError(None, None, "its .data file is missing")
+            saver.restore(sess, path)
+        except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as err:
+            print("warning: checkpoint %s is damaged (%s); trying the one before it"
+                  % (path, first_line(err)), file=sys.stderr)
+            continue
+        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as err:
+            raise SystemExit("error: checkpoint %s does not fit this model (%s). It was trained "
+                             "with other settings (%s); use those, or a new --checkpoint_dir."
+                             % (path, first_line(err), ", ".join(shape_flags)))
+        # Let the Saver's max_to_keep also retire the checkpoints of earlier runs.
+        saver.set_last_checkpoints_with_time(
+            [(p, os.path.getmtime(p + ".index")) for p in reversed(paths)])
+        print(" [*] Restored %s" % path)
+        return True
+    return False
+
+
+def checkpoint_paths(checkpoint_dir, model_name):
+    """Checkpoint prefixes (`.../DCGAN.model-STEP`) with an index file, newest first.
+
+    Found by their files rather than TF's `checkpoint` list, so a lost or stale list is no
+    problem.
+    """
+    prefixes = [path[:-len(".index")]
+                for path in glob.glob(os.path.join(checkpoint_dir, model_name + "-*.index"))]
+    return sorted(prefixes, key=lambda prefix: int(prefix.rsplit("-", 1)[1]), reverse=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# Settings beside the checkpoints
+# ----------------------------------------------------------------------------------------------
+
+def saved_settings(checkpoint_dir, defaults):
+    """The settings recorded beside the checkpoints in model.json, over `defaults`. A later
+    --train=False then needs no size flags repeated."""
+    return {**defaults, **(read_json(os.path.join(checkpoint_dir, SETTINGS_FILE)) or {})}
+
+
+def record_settings(checkpoint_dir, model_name, settings, legacy=None):
+    """Write `settings` (the flags that fix the model) to model.json beside the checkpoints;
+    stop, naming both values, if the checkpoints there were made with others.
+
+    `legacy` fills in settings that an older model.json did not record.
+    """
+    if checkpoint_paths(checkpoint_dir, model_name):
+        saved = saved_settings(checkpoint_dir, legacy or {})
+        changed = sorted(name for name in settings if saved.get(name, settings[name])
+                         != settings[name])
+        if changed:
+            raise SystemExit(
+                "error: %s holds a model trained with %s, but this run asks for %s. Use the "
+                "same flags to resume, or a new --checkpoint_dir for a new model."
+                % (checkpoint_dir, describe_flags(saved, changed),
+                   describe_flags(settings, changed)))
+    with atomic_path(os.path.join(checkpoint_dir, SETTINGS_FILE)) as tmp, open(tmp, "w") as out:
+        json.dump(settings, out)
+
+
+def describe_flags(settings, names):
+    """`--name value` for each of `names`, as a user would type them."""
+    return " ".join("--%s %s" % (name, settings.get(name)) for name in names)
+
+
+# ----------------------------------------------------------------------------------------------
+# The session and the run's folders
+# ----------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def training_folders(checkpoint_dir, sample_dir, logs_dir):
+    """Make a run's folders and hold checkpoint_dir's lock for the block, after clearing the
+    temp files a killed run left; a busy folder or a TrainingError ends the program with a
+    one-line message."""
+    for folder in (checkpoint_dir, sample_dir, logs_dir):
+        os.makedirs(folder, exist_ok=True)
+    try:
+        with folder_lock(checkpoint_dir):
+            for folder in (checkpoint_dir, sample_dir):
+                remove_stale_temp_files(folder)
+            yield
+    except (FolderBusy, TrainingError) as err:
+        sys.exit("error: %s" % err)
+
+
+@contextlib.contextmanager
+def new_session(threads, bf16, seed=None):
+    """A Session on a fresh graph, with session_config's settings and, if given, the graph's
+    random seed."""
+    with tf.Graph().as_default(), tf.Session(config=session_config(threads, bf16)) as sess:
+        if seed is not None:
+            tf.set_random_seed(seed)
+        yield sess
+
+
+def cpu_has_bf16():
+    """True if this CPU computes in bfloat16 natively (AVX512-BF16 or AMX), as Linux reports."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags_line = next(line for line in cpuinfo if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return False
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags_line.split()))
+
+
+def session_config(threads, bf16):
+    """The Session's settings: a thread limit (Part 5's advice) and, if asked, bfloat16 on
+    oneDNN."""
+    config = tf.ConfigProto(intra_op_parallelism_threads=threads,
+                            inter_op_parallelism_threads=threads)
+    if bf16:
+        config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = \
+            rewriter_config_pb2.RewriterConfig.ON
+    return config
+
+
+# ----------------------------------------------------------------------------------------------
+# Stopping
+# ----------------------------------------------------------------------------------------------
+
+class StopRequest(object):
+    """While active, SIGINT (Ctrl-C) and SIGTERM only set `requested`.
+
+    The training loop finishes the step under way, saves a checkpoint and returns, instead of
+    dying mid-step. A second signal stops at once.
+    """
+
+    def __enter__(self):
+        self.requested = False
+        self.previous = {sig: signal.signal(sig, self.handle)
+                         for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\n [*] %s received: saving a checkpoint after this step"
+              % signal.Signals(signum).name, file=sys.stderr)
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        return False
+
+
+def check_finite(step, epoch, batch, config, **losses):
+    """Stop at the first NaN or infinite loss, naming the step and the loss.
+
+    Nothing is saved after it, so the newest checkpoint holds the last good weights.
+    """
+    for name, value in losses.items():
+        if not np.isfinite(value):
+            raise TrainingError(
+                "%s became %s at step %d (epoch %d, batch %d). Nothing was saved after it: the "
+                "newest checkpoint in %s holds the last good weights, and a rerun resumes from "
+                "it. Try a lower --learning_rate (now %g)."
+                % (name, value, step, epoch, batch, config.checkpoint_dir, config.learning_rate))
+
+
+# ----------------------------------------------------------------------------------------------
+# What a run writes as it goes
+# ----------------------------------------------------------------------------------------------
+
+def save_sample_grid(images, size, sample_dir, name):
+    """save_images to sample_dir/name during training; a failed write (a full disk) raises
+    TrainingError naming the grid and the folder."""
+    try:
+        return save_images(images, size, os.path.join(sample_dir, name))
+    except OSError as err:
+        raise TrainingError("could not write the sample grid %s to %s (%s). Free space there, "
+                            "or use another --sample_dir; a rerun resumes from the newest "
+                            "checkpoint." % (name, sample_dir, first_line(err)))
+
+
+class Speedometer(object):
+    """Images per second and time left, for the progress line."""
+
+    def __init__(self, start_step, total_steps, batch_size):
+        self.started, self.start_step = time.time(), start_step
+        self.total_steps, self.batch_size = total_steps, batch_size
+
+    def elapsed(self):
+        return time.time() - self.started
+
+    def report(self, step):
+        rate = (step - self.start_step) * self.batch_size / self.elapsed()
+        eta = (self.total_steps - step) * self.batch_size / rate
+        return "%.1f img/s, ETA %s" % (rate, format_seconds(eta))
+
+
+class LossLog(object):
+    """Every training step's losses, for readers without TensorBoard (after the logo
+    walkthrough's loss plots).
+
+    Kept in logs_dir/losses.csv, rewritten whole with each checkpoint, so it always matches a
+    checkpoint: a resumed run drops the rows after its step (they are trained again).
+    `plot()` draws logs_dir/losses.png: each loss against step, smoothed, epochs marked.
+    """
+
+    def __init__(self, logs_dir, resume_step=0):
+        self.csv_path = os.path.join(logs_dir, "losses.csv")
+        self.png_path = os.path.join(logs_dir, "losses.png")
+        self.rows = []
+        if resume_step and os.path.exists(self.csv_path):
+            with open(self.csv_path) as saved:
+                self.rows = [row for row in csv.DictReader(saved)
+                             if int(row["step"]) <= resume_step]
+
+    def add(self, step, epoch, losses):
+        self.rows.append(dict(step=step, epoch=epoch, **losses))
+
+    def save(self):
+        if not self.rows:
+            return
+        with atomic_path(self.csv_path) as tmp, open(tmp, "w", newline="") as out:
+            writer = csv.DictWriter(out, fieldnames=list(self.rows[-1]))
+            writer.writeheader()
+            writer.writerows(self.rows)
+
+    def plot(self):
+        if not self.rows:
+            return
+        steps = np.array([int(row["step"]) for row in self.rows])
+        epochs = np.array([int(row["epoch"]) for row in self.rows])
+        names = [name for name in self.rows[-1] if name not in ("step", "epoch")]
+        series = {name: (steps, np.array([float(row[name]) for row in self.rows]))
+                  for name in names}
+        # epoch_starts[e] is the first step of epoch e (the first logged one for epochs a
+        # resumed run logged no step of).
+        epoch_starts = [steps[np.argmax(epochs >= e)] for e in range(epochs.max() + 1)]
+        plot_losses(series, self.png_path, epoch_starts, title="losses by step")
+
+
+def log_metrics(writer, logs_dir, epoch, step, figures):
+    """Print quality figures, write them as TensorBoard scalars `metrics/NAME` with `writer`
+    and add a row to logs_dir/metrics.csv."""
+    print(" [*] epoch %d quality: %s" % (epoch, ", ".join(
+        "%s %.4g" % item for item in figures.items())))
+    writer.add_summary(tf.Summary(value=[
+        tf.Summary.Value(tag="metrics/" + name, simple_value=value)
+        for name, value in figures.items()]), step)
+    writer.flush()
+    append_csv_row(os.path.join(logs_dir, "metrics.csv"), dict(epoch=epoch, step=step, **figures))
+
+
+def append_csv_row(path, row):
+    """Add `row` (a dict) to the CSV file `path`, header first if new; whole or not at all."""
+    old = ""
+    if os.path.exists(path):
+        with open(path) as existing:
+            old = existing.read()
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(row))
+    if not old:
+        writer.writeheader()
+    writer.writerow(row)
+    with atomic_path(path) as tmp, open(tmp, "w") as out:
+        out.write(old + text.getvalue())
