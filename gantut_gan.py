@@ -118,8 +118,9 @@ class Resumable(object):
         """Restore the newest checkpoint, if any; return (step, epoch, batch) to go on from, and
         fix the seed of the epochs' shuffles (from the checkpoint, else --seed, else random)."""
         if self.load(config.checkpoint_dir):
-            print(" [*] An existing model was found: carrying on from it")
             step, epoch, batch, self.data_seed = map(int, self.sess.run(self.counters))
+            print(" [*] An existing model was found: resuming at step %d (epoch %d, batch %d)"
+                  % (step, epoch, batch))
         else:
             step, epoch, batch = 0, 0, 0
             self.data_seed = np.random.randint(2**31) if config.seed is None else config.seed

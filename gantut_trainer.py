@@ -30,7 +30,7 @@ from gantut_gan import (DCGAN, LOSSES, cpu_has_bf16, image_size_error, new_sessi
                         record_settings, saved_settings, split_holdout, training_folders,
                         valid_image_size)
 from gantut_imgfuncs import grid_shape, inverse_transform, save_images, to_uint8
-from gantut_utils import ALL_CORES, register_flag_checks
+from gantut_utils import ALL_CORES, node_line, register_flag_checks
 from gantut_quiz import write_quiz
 
 
@@ -194,6 +194,7 @@ def choose_adam_settings():
 
 def train():
     """Create the output folders, open a Session, build the DCGAN and train it (Part 5)."""
+    print(node_line(FLAGS.threads))
     with training_folders(FLAGS.checkpoint_dir, FLAGS.sample_dir, FLAGS.logs_dir):
         shape = flag_shape()
         images = load_images(shape, FLAGS.batch_size, "--batch_size %d" % FLAGS.batch_size)

@@ -28,7 +28,7 @@ from gantut_gan import (cpu_has_bf16, first_line, new_session, record_settings, 
 from gantut_imgfuncs import center_crop, imread, save_images, transform
 from gantut_pix2pix import (MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, UNREADABLE, Pix2Pix, load_pairs,
                             receptive_field, split_pairs, valid_image_size)
-from gantut_utils import ALL_CORES, Progress, image_files, register_flag_checks
+from gantut_utils import ALL_CORES, Progress, image_files, node_line, register_flag_checks
 
 flags = tf.app.flags
 flags.DEFINE_string("dataset", "demo",
@@ -166,6 +166,7 @@ def build_model(sess, settings):
 
 def train():
     """Create the output folders, load the pairs, build pix2pix and train it (pix2pix stage)."""
+    print(node_line(FLAGS.threads))
     with training_folders(FLAGS.checkpoint_dir, FLAGS.sample_dir, FLAGS.logs_dir):
         settings = flag_settings()
         pairs = load_training_pairs(settings)
