@@ -171,8 +171,10 @@ class Cluster:
 
     def wait_ended(self, job_id, timeout=90):
         """Wait until the job (every task of an array) has ended; return jobs(job_id)."""
-        return self.wait_for(lambda: all(job["JobState"] in ENDED for job in self.jobs(job_id))
-                             and self.jobs(job_id), "job %s to end" % job_id, timeout)
+        def ended():
+            jobs = self.jobs(job_id)
+            return jobs if jobs and all(job["JobState"] in ENDED for job in jobs) else None
+        return self.wait_for(ended, "job %s to end" % job_id, timeout)
 
     def start_requeued(self, job_id, restarts, timeout=90):
         """Wait until the job runs again after its `restarts`-th requeue, starting it within
