@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 from gantut_imgfuncs import center_crop, open_image
-from gantut_utils import Progress, atomic_path, image_files, remove_stale_temp_files
+from gantut_utils import Progress, atomic_path, image_files, node_line, remove_stale_temp_files
 
 # OpenFace's mean face: the 68 dlib landmarks averaged over aligned faces
 # (openface/align_dlib.py), as (x, y).
@@ -460,6 +460,8 @@ def main(argv=None):
     create_output_folder(parser, args.outputDir)
     settings = Settings(args.size, args.landmarks, args.upsample, args.skipMulti,
                         args.fallback, args.dlibFacePredictor)
+    # Flushed now: in a job's log it comes before the progress lines on stderr.
+    print('%s, shard %d/%d' % ((node_line(args.workers, 'workers'),) + args.shard), flush=True)
     try:
         counts, path = align_folder(args.inputDir, args.outputDir, settings, args.workers,
                                     args.shard)

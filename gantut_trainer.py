@@ -31,7 +31,7 @@ from gantut_imgfuncs import grid_shape, inverse_transform, save_images, to_uint8
 from gantut_quiz import write_quiz
 from gantut_run import (cpu_has_bf16, log_metrics, new_session, record_settings, saved_settings,
                         training_folders)
-from gantut_utils import ALL_CORES, register_flag_checks
+from gantut_utils import ALL_CORES, node_line, register_flag_checks
 
 
 flags = tf.app.flags
@@ -212,6 +212,8 @@ def train():
     with training_folders(FLAGS.checkpoint_dir, FLAGS.sample_dir, FLAGS.logs_dir):
         shape = flag_shape()
         images = load_images(shape, FLAGS.batch_size, "--batch_size %d" % FLAGS.batch_size)
+        # After the data check, so a bad --dataset is told in one line.
+        print(node_line(FLAGS.threads))
         record_settings(FLAGS.checkpoint_dir, DCGAN.model_name, shape, LEGACY_SETTINGS)
         choose_adam_settings()
         with new_session(FLAGS.threads, FLAGS.bf16, FLAGS.seed) as sess:

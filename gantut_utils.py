@@ -221,3 +221,10 @@ def register_flag_checks(flags, at_least=(), fractions=()):
                              message="--c_dim must be 1 (grayscale) or 3 (RGB)")
     flags.register_validator("learning_rate", lambda value: value > 0,
                              message="--learning_rate must be above 0")
+
+
+def node_line(used, unit="threads"):
+    """The start-up line saying where a run is and what it uses, for a cluster job's log:
+    ` [*] node HOST, 2 threads (of 4 cores this process may run on)` (project helper)."""
+    return " [*] node %s, %d %s (of %d cores this process may run on)" % (
+        socket.gethostname(), used, unit, ALL_CORES)

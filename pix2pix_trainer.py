@@ -28,7 +28,7 @@ from gantut_pix2pix import (MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, UNREADABLE, Pix2Pix,
                             receptive_field, valid_image_size)
 from gantut_run import (cpu_has_bf16, first_line, new_session, record_settings, saved_settings,
                         training_folders)
-from gantut_utils import ALL_CORES, Progress, image_files, register_flag_checks
+from gantut_utils import ALL_CORES, Progress, image_files, node_line, register_flag_checks
 
 flags = tf.app.flags
 flags.DEFINE_string("dataset", "demo",
@@ -165,6 +165,8 @@ def train():
     with training_folders(FLAGS.checkpoint_dir, FLAGS.sample_dir, FLAGS.logs_dir):
         settings = flag_settings()
         pairs = load_training_pairs(settings)
+        # After the data check, so a bad --dataset is told in one line.
+        print(node_line(FLAGS.threads))
         record_settings(FLAGS.checkpoint_dir, Pix2Pix.model_name, settings)
         with new_session(FLAGS.threads, FLAGS.bf16, FLAGS.seed) as sess:
             build_model(sess, settings).train(FLAGS, pairs)
