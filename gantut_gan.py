@@ -235,8 +235,9 @@ class DCGAN(Resumable):
 
     def save(self, checkpoint_dir, step, position=None):
         """Save the variables as `checkpoint_dir/DCGAN.model-step` (Part 4), with the training
-        position (step, epoch, batch) if given, so a resumed run carries on there."""
-        save_model(self, checkpoint_dir, step, position)
+        position (step, epoch, batch) if given, so a resumed run carries on there; return the
+        checkpoint's path."""
+        return save_model(self, checkpoint_dir, step, position)
 
     def load(self, checkpoint_dir):
         """Restore the newest complete checkpoint in `checkpoint_dir`; return whether one was

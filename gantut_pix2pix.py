@@ -347,9 +347,9 @@ class Pix2Pix(Resumable):
             writer.close()
 
     def save(self, checkpoint_dir, step, position=None):
-        """Save the variables and the training position as checkpoint_dir/pix2pix.model-step
-        (pix2pix stage; as DCGAN.save)."""
-        save_model(self, checkpoint_dir, step, position)
+        """Save the variables and the training position as checkpoint_dir/pix2pix.model-step;
+        return its path (pix2pix stage; as DCGAN.save)."""
+        return save_model(self, checkpoint_dir, step, position)
 
     def load(self, checkpoint_dir):
         """Restore the newest complete checkpoint; return whether one was found (pix2pix

@@ -93,17 +93,19 @@ class Resumable(object):
         return stop.requested
 
     def checkpoint(self, config, step, position):
-        """The checkpoint at (step, epoch, batch) `position` in --checkpoint_dir."""
-        self.save(config.checkpoint_dir, step, position)
+        """The checkpoint at (step, epoch, batch) `position` in --checkpoint_dir, and
+        TensorBoard's pointer to it in --logs_dir (see point_tensorboard_at)."""
+        point_tensorboard_at(config.logs_dir, self.save(config.checkpoint_dir, step, position))
 
 
 def save_model(model, checkpoint_dir, step, position=None):
     """Save a Resumable `model`'s variables (its `saver`'s) as checkpoint_dir/model_name-step,
-    with the training position (step, epoch, batch) and the data seed if `position` is given."""
+    with the training position (step, epoch, batch) and the data seed if `position` is given;
+    return the checkpoint's path."""
     if position is not None:
         model.sess.run(model.set_counters,
                        {model.new_counters: list(position) + [model.data_seed]})
-    save_checkpoint(model.sess, model.saver, checkpoint_dir, model.model_name, step)
+    return save_checkpoint(model.sess, model.saver, checkpoint_dir, model.model_name, step)
 
 
 def load_model(model, checkpoint_dir):
@@ -114,15 +116,15 @@ def load_model(model, checkpoint_dir):
 
 
 def save_checkpoint(sess, saver, checkpoint_dir, model_name, step):
-    """Save `saver`'s variables as `checkpoint_dir/model_name-step`.
+    """Save `saver`'s variables as `checkpoint_dir/model_name-step` and return that path.
 
     No .meta graph: the graph is this code (and in TensorBoard); it would triple the size of
     every checkpoint. A full disk or an unwritable folder raises TrainingError, naming it.
     """
     try:
         os.makedirs(checkpoint_dir, exist_ok=True)
-        saver.save(sess, os.path.join(checkpoint_dir, model_name), global_step=step,
-                   write_meta_graph=False)
+        return saver.save(sess, os.path.join(checkpoint_dir, model_name), global_step=step,
+                          write_meta_graph=False)
     except (OSError, tf.errors.OpError) as err:
         raise TrainingError(
             "could not write the step %d checkpoint to %s (%s). Free space there, or use "
@@ -158,6 +160,22 @@ def restore_checkpoint(sess, saver, checkpoint_dir, model_name, shape_flags):
         print(" [*] Restored %s" % path)
         return True
     return False
+
+
+def point_tensorboard_at(logs_dir, checkpoint):
+    """Name `checkpoint` in a TF checkpoint state file in `logs_dir`.
+
+    TensorBoard's projector looks for a state file named `checkpoint` in the log folder and, if
+    there is none, in its parent: there it met the default --checkpoint_dir, a folder of that
+    very name, and logged "FailedPreconditionError: checkpoint; Is a directory ... Checkpoint
+    ignored" on every reload. With the state file in the log folder it never looks further (and
+    its projector shows the checkpoint's 2-D variables). The path is relative to `logs_dir`, so
+    the project folder can move; a `logs_dir` that is the checkpoint folder has the Saver's own.
+    """
+    logs_dir = os.path.abspath(logs_dir)
+    if logs_dir != os.path.dirname(os.path.abspath(checkpoint)):
+        tf.train.update_checkpoint_state(logs_dir,
+                                         os.path.relpath(os.path.abspath(checkpoint), logs_dir))
 
 
 def checkpoint_paths(checkpoint_dir, model_name):

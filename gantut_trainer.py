@@ -17,6 +17,8 @@ Outputs: `logs/` (TensorBoard events and graph), `checkpoint/` (weights, trainin
 image cache), `samples/` (sample grids). Running the same command again resumes where the last run
 stopped; Ctrl-C saves a checkpoint first.
 """
+import gantut_quiet  # first: TensorFlow's log level is read when it loads (see the module)
+
 import os
 import sys
 
@@ -132,6 +134,9 @@ flags.DEFINE_string("outDir", "completions", "Folder for completion output [comp
 flags.DEFINE_string("turing_quiz", None,
                     "Write the 'Real or Fake?' quiz page (8 real faces from --dataset, 8 "
                     "generated) to this HTML file [off]")
+
+# Logging: --verbose, read by gantut_quiet before TensorFlow loads.
+flags.DEFINE_boolean("verbose", gantut_quiet.VERBOSE, gantut_quiet.VERBOSE_HELP)
 FLAGS = flags.FLAGS
 
 # What checkpoints from before --loss existed were trained with.
@@ -291,7 +296,8 @@ def write_samples(dcgan, rng):
 def main(_):
     # One progress line at a time, also when stdout is a pipe or a cluster job's log file.
     sys.stdout.reconfigure(line_buffering=True)
-    tf.logging.set_verbosity(tf.logging.WARN)  # our own lines say what is restored and saved
+    # Our own lines say what is restored and saved; --verbose: TensorFlow's too.
+    tf.logging.set_verbosity(tf.logging.INFO if FLAGS.verbose else tf.logging.ERROR)
     if FLAGS.complete or FLAGS.turing_quiz or FLAGS.evaluate or not FLAGS.train:
         use_trained_model()
     else:

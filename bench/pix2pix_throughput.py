@@ -27,10 +27,13 @@ import tempfile
 import time
 from types import SimpleNamespace
 
-import numpy as np
-import tensorflow.compat.v1 as tf
-
+# The repository first, for gantut_quiet, which must come before numpy and TensorFlow.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import gantut_quiet  # noqa: E402,F401  (TensorFlow's logging, see the module)
+
+import numpy as np  # noqa: E402
+import tensorflow.compat.v1 as tf  # noqa: E402
+
 from demo_faces import make_demo_pairs  # noqa: E402
 from gantut_dataset import split_holdout  # noqa: E402
 from gantut_imgfuncs import save_images  # noqa: E402

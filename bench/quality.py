@@ -24,9 +24,12 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-
+# The repository first, for gantut_quiet, which must come before numpy and TensorFlow.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import gantut_quiet  # noqa: E402,F401  (TensorFlow's logging, see the module)
+
+import numpy as np  # noqa: E402
+
 import gantut_metrics  # noqa: E402
 from gantut_dataset import load_dataset, split_rows  # noqa: E402
 from gantut_gan import LOSSES  # noqa: E402

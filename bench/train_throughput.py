@@ -32,10 +32,13 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-import tensorflow.compat.v1 as tf
-
+# The repository first, for gantut_quiet, which must come before numpy and TensorFlow.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import gantut_quiet  # noqa: E402,F401  (TensorFlow's logging, see the module)
+
+import numpy as np  # noqa: E402
+import tensorflow.compat.v1 as tf  # noqa: E402
+
 from demo_faces import make_demo_dataset  # noqa: E402
 from gantut_dataset import augment_images, feed_batches, load_dataset  # noqa: E402
 from gantut_gan import DCGAN, LOSSES  # noqa: E402
