@@ -12,6 +12,8 @@ This module holds the whole method: the masks (`make_mask`), the losses as graph
 DCGAN's G and D (`build_completion`), the search over z (`complete`), and the output
 (`complete_images`).
 """
+import gantut_tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
+
 import csv
 import glob
 import os

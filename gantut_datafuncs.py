@@ -10,6 +10,8 @@ images (the post kept it in gantut_gan.py, which still offers it).
 Our additions follow the post's names: layer norm for the WGAN-GP critic, and the loss helpers
 both stages share. Decoding, caching and feeding the images is ours too, in gantut_dataset.py.
 """
+import gantut_tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
+
 import os
 
 import tensorflow.compat.v1 as tf

@@ -19,6 +19,8 @@ the pieces of the training step, sample grids, generation and per-epoch evaluati
 stage's trainer shares (checkpoints, settings, stop requests, logs) is in gantut_run.py, the
 image data in gantut_dataset.py, and image completion in gantut_complete.py.
 """
+import gantut_tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
+
 import os
 
 import numpy as np

@@ -19,6 +19,8 @@ treated as gray RGB) of [0, 255] pixels, square crops aligned like the training 
 (align_faces.py). Generator output in [-1, 1] converts with
 `to_uint8(inverse_transform(samples))` of gantut_imgfuncs.
 """
+import gantut_tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
+
 import functools
 import hashlib
 import os
@@ -293,8 +295,11 @@ def frechet_distance(features_a, features_b):
     |mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2)), as FID. FRECHET_EPS on the covariances'
     diagonal keeps the square root defined for singular covariances; its imaginary part, left by
     rounding when the product is nearly singular, is dropped. It shrinks as the sets grow, so
-    compare figures from sets of one size.
+    compare figures from sets of one size. NaN if a set has fewer than two rows (a covariance
+    needs two), e.g. a split of a single held-out image.
     """
+    if min(len(features_a), len(features_b)) < 2:
+        return float("nan")
     mean_a, mean_b = features_a.mean(axis=0), features_b.mean(axis=0)
     offset = FRECHET_EPS * np.eye(features_a.shape[1])
     cov_a = np.cov(features_a, rowvar=False) + offset

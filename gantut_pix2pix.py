@@ -22,6 +22,8 @@ DCGAN stage (gantut_datafuncs, gantut_dataset, gantut_run, gantut_imgfuncs). Pai
 N x size x size x 2*c_dim, the input and target images concatenated on the channel axis (the
 post kept them in an HDF5 file to avoid running out of memory; the memory-mapped cache does that).
 """
+import gantut_tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
+
 import os
 import sys
 

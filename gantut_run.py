@@ -14,6 +14,8 @@ stage's Pix2Pix); what lets such a loop be stopped, resumed and watched is here,
 - logs: `Speedometer` (img/s and ETA), `LossLog` (logs/losses.csv and .png), `log_metrics`
   (quality figures to TensorBoard and logs/metrics.csv), `save_sample_grid`.
 """
+import gantut_tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
+
 import contextlib
 import csv
 import glob

@@ -17,7 +17,7 @@ Outputs: `logs/` (TensorBoard events and graph), `checkpoint/` (weights, trainin
 image cache), `samples/` (sample grids). Running the same command again resumes where the last run
 stopped; Ctrl-C saves a checkpoint first.
 """
-import gantut_quiet  # first: TensorFlow's log level is read when it loads (see the module)
+import gantut_tfenv  # first: TensorFlow's log level is read when it loads (see the module)
 
 import os
 import sys
@@ -135,8 +135,8 @@ flags.DEFINE_string("turing_quiz", None,
                     "Write the 'Real or Fake?' quiz page (8 real faces from --dataset, 8 "
                     "generated) to this HTML file [off]")
 
-# Logging: --verbose, read by gantut_quiet before TensorFlow loads.
-flags.DEFINE_boolean("verbose", gantut_quiet.VERBOSE, gantut_quiet.VERBOSE_HELP)
+# Logging: --verbose, read by gantut_tfenv before TensorFlow loads.
+flags.DEFINE_boolean("verbose", gantut_tfenv.VERBOSE, gantut_tfenv.VERBOSE_HELP)
 FLAGS = flags.FLAGS
 
 # What checkpoints from before --loss existed were trained with.

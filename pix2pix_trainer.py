@@ -16,7 +16,7 @@ Outputs: `logs_pix2pix/` (TensorBoard), `checkpoint_pix2pix/` (weights, training
 the pair cache), `samples_pix2pix/` (rows of input | generated | target). Running the same
 command again resumes where the last run stopped; Ctrl-C or SIGTERM saves a checkpoint first.
 """
-import gantut_quiet  # first: TensorFlow's log level is read when it loads (see the module)
+import gantut_tfenv  # first: TensorFlow's log level is read when it loads (see the module)
 
 import os
 import sys
@@ -101,8 +101,8 @@ flags.DEFINE_string("input", None,
 flags.DEFINE_string("out_dir", "translated",
                     "With --train=False: folder for the translated images, one PNG per input "
                     "under the same relative name [translated]")
-# Logging: --verbose, read by gantut_quiet before TensorFlow loads.
-flags.DEFINE_boolean("verbose", gantut_quiet.VERBOSE, gantut_quiet.VERBOSE_HELP)
+# Logging: --verbose, read by gantut_tfenv before TensorFlow loads.
+flags.DEFINE_boolean("verbose", gantut_tfenv.VERBOSE, gantut_tfenv.VERBOSE_HELP)
 FLAGS = flags.FLAGS
 
 # Flags that make no sense are refused at start, naming the flag (absl prints the message).

@@ -27,9 +27,9 @@ import tempfile
 import time
 from types import SimpleNamespace
 
-# The repository first, for gantut_quiet, which must come before numpy and TensorFlow.
+# The repository first, for gantut_tfenv, which must come before numpy and TensorFlow.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import gantut_quiet  # noqa: E402,F401  (TensorFlow's logging, see the module)
+import gantut_tfenv  # noqa: E402,F401  (TensorFlow's logging, see the module)
 
 import numpy as np  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402

@@ -5,13 +5,14 @@ import os
 import subprocess
 import sys
 
-import numpy as np
-import pytest
-import tensorflow.compat.v1 as tf
-from PIL import Image
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+
+import gantut_tfenv  # noqa: E402,F401  (first: TensorFlow then loads without Keras; see it)
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow.compat.v1 as tf  # noqa: E402
+from PIL import Image  # noqa: E402
 
 
 def write_images(folder, count, size, mode="RGB", seed=0, ext=".png"):

@@ -88,3 +88,15 @@ def test_a_few_discriminator_steps_tell_real_from_fake_better(sess):
         sess.run(d_optim, feed)
     assert sess.run(dcgan.d_loss, feed) < before_loss - 0.1
     assert gap() > before_gap + 0.1
+
+
+def test_importing_the_dcgan_loads_neither_dlib_nor_opencv():
+    """gantut_metrics (dlib, OpenCV) is imported only where figures are computed, and TensorFlow
+    loads without Keras, which would import OpenCV (gantut_tfenv)."""
+    import subprocess
+    import sys
+    from conftest import REPO
+    out = subprocess.run([sys.executable, "-c", "import gantut_gan, sys; print(sorted(m for m in "
+                          "sys.modules if m in ('dlib', 'cv2', 'keras')))"],
+                         cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"

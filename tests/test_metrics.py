@@ -120,6 +120,13 @@ def test_frechet_distance_of_gaussians_matches_the_formula():
     assert metrics.frechet_distance(unit, unit) == pytest.approx(0.0, abs=1e-6)
 
 
+def test_frechet_distance_of_a_single_row_is_nan_not_a_crash():
+    rows = np.random.default_rng(0).standard_normal((5, 128))
+    assert np.isnan(metrics.frechet_distance(rows[:1], rows))
+    assert np.isnan(metrics.frechet_distance(rows, rows[:0]))
+    assert np.isfinite(metrics.frechet_distance(rows[:2], rows))
+
+
 def test_frechet_distance_is_finite_for_fewer_samples_than_dimensions():
     rng = np.random.default_rng(0)
     small_a, small_b = rng.standard_normal((10, 128)), rng.standard_normal((10, 128))

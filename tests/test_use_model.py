@@ -2,6 +2,7 @@
 the "Real or Fake?" quiz), on a tiny real checkpoint."""
 import csv
 import os
+import re
 import shutil
 
 import numpy as np
@@ -110,6 +111,9 @@ def test_completion_command_writes_grids_and_keeps_known_pixels(trained):
     result = run_trainer(str(trained), "--complete", "--imgs", faces, "--mask", "left",
                          "--nIter", "60", "--seed", "0", "--outDir", "done")
     assert result.returncode == 0, result.stderr[-3000:]
+    # Long work shows its rate and time left, ending at the full count.
+    assert re.search(r"^completing 16 image\(s\): 61/61 iterations, [\d.]+ iterations/s, ETA ",
+                     result.stderr, re.M), result.stderr[-2000:]
     out = trained / "done"
     names = set(os.listdir(out))
     assert {"before.png", "masked.png", "contextual_loss.csv"} <= names

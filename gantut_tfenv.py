@@ -1,9 +1,17 @@
-"""Only our own lines on the terminal: TensorFlow's and absl's logging lowered, and the few lines
-no setting reaches filtered out (ours; issue 14).
+"""How TensorFlow is loaded here (ours): without Keras, and, in our own programs, with only our own
+lines on the terminal.
 
-Every entry point that loads TensorFlow imports this module first, before numpy or TensorFlow:
-TensorFlow's C++ logging reads its level once, when the library is loaded. It acts only for the
-programs of this repository (the `__main__` script lies in it), never for a test run or a
+Every module and entry point that imports TensorFlow imports this module first: TensorFlow reads
+these settings once, when the library is loaded.
+
+Without Keras, always: TensorFlow 2 imports Keras 3 as it loads, only to register Keras's own
+optimizers. This project is TF1 graph code and never uses Keras, and Keras in turn imports
+OpenCV, so `import gantut_gan` would load OpenCV for nothing and every start would take about 2 s
+longer. TF_USE_LEGACY_KERAS=1 (unless the environment sets it) makes TensorFlow look for the
+separate tf_keras package instead, which is not installed, so it loads neither. (`tf.keras` is
+then unavailable in that process; `import keras` still works.)
+
+Only our own lines: the rest acts only for the programs of this repository (the `__main__` script lies in it), never for a test run or a
 notebook that imports our modules, and not at all with `--verbose` on the command line (in any
 form absl accepts: --verbose, --verbose=true, --noverbose) or GANTUT_VERBOSE=1 in the
 environment. Otherwise it:
@@ -55,7 +63,7 @@ VERBOSE_FLAG = re.compile(r"--?(no)?verbose(?:=(.*))?$")
 # The help of the --verbose flag that both trainers define, so that absl accepts what this module
 # has already read (its default: VERBOSE, so GANTUT_VERBOSE=1 shows in it).
 VERBOSE_HELP = ("Also show TensorFlow's and absl's own log lines, otherwise lowered or filtered "
-                "(gantut_quiet.py); also GANTUT_VERBOSE=1 [False]")
+                "(gantut_tfenv.py); also GANTUT_VERBOSE=1 [False]")
 # How long an unfinished line waits in the filter for its end before it is passed on as it is.
 PARTIAL_LINE_WAIT_S = 0.1
 
@@ -139,6 +147,7 @@ def restore_stderr(original, pump):
     pump.join(timeout=1)
 
 
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 VERBOSE = verbose_requested(sys.argv, os.environ)
 if running_our_program() and not VERBOSE:
     lower_logging()
