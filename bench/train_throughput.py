@@ -26,7 +26,8 @@ whether TensorFlow sees a GPU) and the levers that are on. Last line:
 fifth). `--profile` also traces one training step (TensorFlow's FULL_TRACE step stats, after the
 warm-up) and writes the per-op breakdown to --profile_out and stdout: the top ops by time, and
 the share of op time that is convolution (Conv2D and its backprops, in any _Mkl/_OneDnn/_Fused
-form) against the rest. `--augment` feeds flipped and jittered batches, as the trainer's --augment, and also
+form) against the rest. `--augment` feeds flipped and jittered batches, as the trainer's
+--augment, and also
 prints what the augmentation costs per batch, alone and as a share of a step:
 
     augment_ms_per_batch=<median> augment_share_of_step=<ms per batch / ms per step>
