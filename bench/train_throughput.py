@@ -157,7 +157,11 @@ def device_line():
 
 def tf_levers(args):
     """TensorFlow's levers in one line."""
-    return "tf: threads=%d bf16_rewrite=%s" % (args.threads, "on" if args.bf16 else "off")
+    # TensorFlow turns its oneDNN kernels on by itself only on CPUs with AVX512-VNNI/BF16 or
+    # AMX; TF_ENABLE_ONEDNN_OPTS=1 forces them (read once, when TensorFlow is imported).
+    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset (TF's default for this CPU)")
+    return "tf: threads=%d bf16_rewrite=%s TF_ENABLE_ONEDNN_OPTS=%s" % (
+        args.threads, "on" if args.bf16 else "off", onednn)
 
 
 def noise_batches(batch_size, z_dim=100):
