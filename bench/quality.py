@@ -4,7 +4,9 @@ training time (project addition beside Part 5).
 
 Trains the project's DCGAN (gantut_gan.DCGAN.train_step, as bench/train_throughput.py does) and
 then its PyTorch peer (bench/torch_peer.py, needs bench/requirements.txt) for the same wall time
-each, with as many threads, on the same batches and noise. Real images held out from training
+each, with as many threads, on the same batches and noise. The peer runs as in
+bench/train_throughput.py --peer: channels-last, under bfloat16 autocast when ours has --bf16,
+and under torch.compile with --peer_compile. Real images held out from training
 are the reference. Each model then draws the same noise into samples (batch norm in inference
 mode) that gantut_metrics scores: face rate and face Frechet distance (FD) against the held-out
 images, with the sliced Wasserstein distance and the real images' own figures printed above.
@@ -35,8 +37,8 @@ from gantut_dataset import load_dataset, split_rows  # noqa: E402
 from gantut_gan import LOSSES  # noqa: E402
 from gantut_imgfuncs import inverse_transform, save_images, to_uint8  # noqa: E402
 from gantut_utils import ALL_CORES  # noqa: E402
-from train_throughput import (demo_images, tf_training, torch_peer_model,  # noqa: E402
-                              training_work)
+from train_throughput import (demo_images, device_line, tf_training,  # noqa: E402
+                              torch_peer_model, training_work)
 
 IMAGE_SIZE = 64
 BATCH_SIZE = 64
@@ -56,7 +58,9 @@ def parse_args():
                              "training to score them against [1000]")
     parser.add_argument("--bf16", action="store_true",
                         help="train ours in oneDNN bfloat16 mixed precision, as the trainer's "
-                             "--bf16 (the peer stays float32)")
+                             "--bf16, and the peer under torch.autocast bfloat16")
+    parser.add_argument("--peer_compile", action="store_true",
+                        help="the peer's networks under torch.compile")
     parser.add_argument("--loss", nargs="+", choices=LOSSES, default=["gan"],
                         help="the trainer's --loss of our model; several train one model each "
                              "[gan]")
@@ -120,7 +124,9 @@ def train_and_sample(args, training_images, sample_z):
             steps = train_for(train_tf, training_work(training_images, BATCH_SIZE), seconds)
             results[model_name(loss)] = (steps, dcgan.generate(sample_z))
     if args.peer:
-        peer_model = torch_peer_model(args.threads, IMAGE_SIZE)
+        peer_model = torch_peer_model(args.threads, IMAGE_SIZE, bf16=args.bf16,
+                                      compile=args.peer_compile)
+        print("peer: %s" % peer_model.mode(), flush=True)
         peer_steps = train_for(peer_model.train_step,
                                training_work(training_images, BATCH_SIZE), seconds)
         results["peer"] = (peer_steps, peer_model.generate(sample_z))
@@ -129,6 +135,7 @@ def train_and_sample(args, training_images, sample_z):
 
 def main():
     args = parse_args()
+    print(device_line(), flush=True)
     training_images, held_out = split_held_out(load_images(args.dataset, args.data_dir),
                                                args.samples, args.seed)
     sample_z = np.random.default_rng(args.seed).uniform(-1, 1, [args.samples, 100])

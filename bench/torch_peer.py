@@ -14,7 +14,15 @@ Both networks keep their maps channels-last (N x H x W x C in memory, as TensorF
 this project's 2-core CPU, PyTorch's oneDNN convolutions train the model about 6 times faster
 than in its default channels-first layout (62 against 11 images/s, measured), so the peer is
 PyTorch at its best in eager mode, not a straw man.
+
+`TorchDCGAN(bf16=True)` runs every forward pass (and so its backward) under
+`torch.autocast("cpu", dtype=torch.bfloat16)`, the one line a PyTorch user adds for bfloat16 on a
+CPU that has it; that is the peer for our `--bf16`. `compile=True` wraps both networks in
+`torch.compile` (the inductor backend, which needs a C++ compiler); `compile_error` says in one
+line why that could not be used, if so.
 """
+import contextlib
+
 import numpy as np
 import torch
 from torch import nn
@@ -88,30 +96,65 @@ class TorchDCGAN(object):
     """The peer model and its optimisers; `train_step` and `generate` mirror gantut_gan.DCGAN."""
 
     def __init__(self, image_size=64, z_dim=100, gf_dim=64, df_dim=64, c_dim=3,
-                 learning_rate=0.0002, beta1=0.5, seed=0):
+                 learning_rate=0.0002, beta1=0.5, seed=0, bf16=False, compile=False):
         torch.manual_seed(seed)
         self.generator = Generator(image_size, z_dim, gf_dim, c_dim)
         self.discriminator = Discriminator(image_size, df_dim, c_dim)
         for network in (self.generator, self.discriminator):
             network.apply(init_weights)
             network.to(memory_format=torch.channels_last)
+        self.bf16 = bf16
+        self.compiled = False
+        self.compile_error = None
+        if compile:
+            self.compile_networks(z_dim, image_size, c_dim)
         self.d_optim = torch.optim.Adam(self.discriminator.parameters(), learning_rate,
                                         betas=(beta1, 0.999))
         self.g_optim = torch.optim.Adam(self.generator.parameters(), learning_rate,
                                         betas=(beta1, 0.999))
         self.loss = nn.BCEWithLogitsLoss()
 
+    def compile_networks(self, z_dim, image_size, c_dim):
+        """Wrap G and D in torch.compile and run them once (compiling is lazy, so a missing
+        compiler shows only then); on failure keep them eager and set `compile_error`."""
+        eager = self.generator, self.discriminator
+        try:
+            self.generator = torch.compile(self.generator)
+            self.discriminator = torch.compile(self.discriminator)
+            with torch.no_grad(), self.precision():
+                self.discriminator(self.generator(torch.zeros(2, z_dim)))
+            self.compiled = True
+        except Exception as err:  # any backend failure: report it, train eagerly
+            self.generator, self.discriminator = eager
+            lines = str(err).strip().splitlines() or [type(err).__name__]
+            self.compile_error = "%s: %s" % (type(err).__name__, lines[0][:200])
+
+    def mode(self):
+        """The peer's levers in one line, for the bench's start-up lines."""
+        return "channels_last=on autocast_bf16=%s compile=%s" % (
+            "on" if self.bf16 else "off",
+            "on" if self.compiled else ("failed (%s)" % self.compile_error
+                                        if self.compile_error else "off"))
+
+    def precision(self):
+        """bfloat16 autocast when asked, else nothing."""
+        return torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 \
+            else contextlib.nullcontext()
+
     def d_loss(self, images, z):
         """D's loss on a real batch (label 1) and on G's images of z (label 0)."""
-        with torch.no_grad():  # the D update needs G's images, not G's gradients
-            fakes = self.generator(z)
-        real_logits, fake_logits = self.discriminator(images), self.discriminator(fakes)
+        with self.precision():
+            with torch.no_grad():  # the D update needs G's images, not G's gradients
+                fakes = self.generator(z)
+            real_logits, fake_logits = self.discriminator(images), self.discriminator(fakes)
+        real_logits, fake_logits = real_logits.float(), fake_logits.float()
         return (self.loss(real_logits, torch.ones_like(real_logits))
                 + self.loss(fake_logits, torch.zeros_like(fake_logits)))
 
     def g_loss(self, z):
         """G's loss: D's verdict on G's images of z against the label 1."""
-        logits = self.discriminator(self.generator(z))
+        with self.precision():
+            logits = self.discriminator(self.generator(z)).float()
         return self.loss(logits, torch.ones_like(logits))
 
     def train_step(self, batch_images, batch_z):
@@ -143,6 +186,6 @@ class TorchDCGAN(object):
     def generate(self, z):
         """G's images of z, N x H x W x C in [-1, 1], with batch norm in inference mode."""
         self.generator.eval()
-        with torch.no_grad():
+        with torch.no_grad(), self.precision():
             images = self.generator(torch.from_numpy(np.asarray(z, dtype=np.float32)))
-        return images.permute(0, 2, 3, 1).numpy()
+        return images.float().permute(0, 2, 3, 1).numpy()

@@ -12,12 +12,22 @@ waited for its batch. Last line:
 With `--peer torch` it also trains the same model written in PyTorch (bench/torch_peer.py, needs
 bench/requirements.txt) in the same process, on the same batches and noise and with as many
 threads, alternating blocks of steps between the two so that both see the same machine state.
-`--bf16` applies to TensorFlow only. Last line:
+The peer runs in its fastest mode for the precision compared: channels-last, and with `--bf16`
+under `torch.autocast("cpu", dtype=torch.bfloat16)`; `--peer torch-compile` also wraps its
+networks in `torch.compile` (if that fails here, the bench says why in one line and times the
+eager peer). The first lines name the device (CPU model, whether it has bfloat16 instructions,
+whether TensorFlow sees a GPU) and the levers that are on. Last line:
 
     tf_img_per_s=<median over steps> torch_img_per_s=<median over steps> ratio=<tf / torch>
 
+(torch_compile_img_per_s with --peer torch-compile.)
+
 `--loss wgan-gp` times WGAN-GP's steps instead (one critic update per batch, a G update every
-fifth). `--augment` feeds flipped and jittered batches, as the trainer's --augment, and also
+fifth). `--profile` also traces one training step (TensorFlow's FULL_TRACE step stats, after the
+warm-up) and writes the per-op breakdown to --profile_out and stdout: the top ops by time, and
+the share of op time that is convolution (Conv2D and its backprops, in any _Mkl/_OneDnn/_Fused
+form) against the rest. `--augment` feeds flipped and jittered batches, as the trainer's
+--augment, and also
 prints what the augmentation costs per batch, alone and as a share of a step:
 
     augment_ms_per_batch=<median> augment_share_of_step=<ms per batch / ms per step>
@@ -46,6 +56,12 @@ from gantut_run import session_config  # noqa: E402
 from gantut_trainer import WGAN_GP_ADAM  # noqa: E402
 from gantut_utils import ALL_CORES  # noqa: E402
 
+PEERS = ("torch", "torch-compile")
+# Op types counted as convolution in --profile, after stripping oneDNN's prefixes.
+CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter", "FusedConv2D",
+            "Conv2DWithBias", "Conv2DBackpropFilterWithBias", "Conv2DTranspose",
+            "DepthwiseConv2dNative")
+
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -63,11 +79,17 @@ def parse_args():
                         help="flip and jitter each batch, as the trainer's --augment")
     parser.add_argument("--data_dir", default=os.path.join(tempfile.gettempdir(), "gantut_bench"),
                         help="where the demo faces and their cache go [%(default)s]")
-    parser.add_argument("--peer", choices=["torch"],
+    parser.add_argument("--peer", choices=PEERS,
                         help="also time this framework's version of the model, alternating "
-                             "with TensorFlow, and compare the two")
+                             "with TensorFlow, and compare the two (torch-compile: the same "
+                             "under torch.compile)")
     parser.add_argument("--block", type=int, default=5,
                         help="with --peer: steps each framework runs before the other's turn [5]")
+    parser.add_argument("--profile", action="store_true",
+                        help="trace one step and print its per-op breakdown")
+    parser.add_argument("--profile_out", default="train_step_profile.txt",
+                        help="with --profile: the text file it goes to [%(default)s]")
+    parser.add_argument("--top", type=int, default=25, help="with --profile: ops listed [25]")
     return parser.parse_args()
 
 
@@ -104,12 +126,46 @@ def tf_training(threads, bf16, image_size, batch_size, loss="gan"):
             d_optim, g_optim, batch, batch_z, g_updates=dcgan.g_updates(next(steps)))
 
 
-def torch_peer_model(threads, image_size):
-    """The PyTorch peer of the same model (bench/torch_peer.py), using `threads` threads."""
+def torch_peer_model(threads, image_size, bf16=False, compile=False):
+    """The PyTorch peer of the same model (bench/torch_peer.py), using `threads` threads, in its
+    fastest mode for the precision: bfloat16 autocast with `bf16`; torch.compile if asked."""
     import torch
     from torch_peer import TorchDCGAN
     torch.set_num_threads(threads)
-    return TorchDCGAN(image_size=image_size)
+    return TorchDCGAN(image_size=image_size, bf16=bf16, compile=compile)
+
+
+def cpu_model():
+    """The CPU's model name and whether it has bfloat16 instructions, from /proc/cpuinfo."""
+    name, flags = "unknown CPU", set()
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and name == "unknown CPU":
+                    name = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    bf16 = sorted({"avx512_bf16", "amx_bf16"} & flags)
+    vector = "avx512" if "avx512f" in flags else ("avx2" if "avx2" in flags else "no avx2")
+    return "%s (%s, bf16 instructions: %s)" % (name, vector, ",".join(bf16) or "none")
+
+
+def device_line():
+    """What this run computes on: the CPU and whether TensorFlow sees a GPU."""
+    gpus = tf.config.list_physical_devices("GPU")
+    return "device: cpu=%s tf_gpu=%s" % (cpu_model(), ",".join(g.name for g in gpus) or "none")
+
+
+def tf_levers(args):
+    """TensorFlow's levers in one line."""
+    # TensorFlow turns its oneDNN kernels on by itself only on CPUs with AVX512-VNNI/BF16 or
+    # AMX; TF_ENABLE_ONEDNN_OPTS=1 forces them (read once, when TensorFlow is imported).
+    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset (TF's default for this CPU)")
+    return "tf: threads=%d bf16_rewrite=%s TF_ENABLE_ONEDNN_OPTS=%s" % (
+        args.threads, "on" if args.bf16 else "off", onednn)
 
 
 def noise_batches(batch_size, z_dim=100):
@@ -151,8 +207,10 @@ def measure_with_peer(args, images):
     work = training_work(images, args.batch_size)
     seconds = {"tf": [], "peer": []}
     with tf_training(args.threads, args.bf16, args.image_size, args.batch_size) as (_, train_tf):
-        trainers = {"tf": train_tf,
-                    "peer": torch_peer_model(args.threads, args.image_size).train_step}
+        peer = torch_peer_model(args.threads, args.image_size, bf16=args.bf16,
+                                compile=args.peer == "torch-compile")
+        print("peer: %s %s" % (args.peer, peer.mode()), flush=True)
+        trainers = {"tf": train_tf, "peer": peer.train_step}
         for _ in range(math.ceil((args.warmup + args.steps) / args.block)):
             block = list(itertools.islice(work, args.block))
             for name, train in trainers.items():
@@ -160,9 +218,101 @@ def measure_with_peer(args, images):
     return {name: np.array(steps[args.warmup:]) for name, steps in seconds.items()}
 
 
+class TracingSession(object):
+    """Stands in for a Session: each run is traced in full, its step stats kept in `traces`."""
+
+    def __init__(self, sess):
+        self.sess, self.traces = sess, []
+
+    def run(self, fetches, feed_dict=None):
+        metadata = tf.RunMetadata()
+        out = self.sess.run(fetches, feed_dict, run_metadata=metadata,
+                            options=tf.RunOptions(trace_level=tf.RunOptions.FULL_TRACE))
+        self.traces.append(metadata.step_stats)
+        return out
+
+
+def op_type(node):
+    """A traced node's op type, from its timeline label `name = Type(inputs)`."""
+    label = node.timeline_label
+    if " = " in label:
+        return label.split(" = ", 1)[1].split("(", 1)[0]
+    return node.node_name.split(":")[0]
+
+
+def base_op_type(kind):
+    """The op type without oneDNN's _Mkl / _MklNative / _OneDnn prefixes."""
+    for prefix in ("_MklNative", "_MklFused", "_Mkl", "_OneDnn", "_"):
+        if kind.startswith(prefix):
+            return ("Fused" if prefix == "_MklFused" else "") + kind[len(prefix):]
+    return kind
+
+
+def is_convolution(kind):
+    return base_op_type(kind) in CONV_OPS
+
+
+def profile_report(traces, wall_seconds, top=25):
+    """The per-op breakdown of traced runs as text: op time by type and by node, and the share
+    of op time that is convolution. Op times add up across threads, so they can exceed the
+    step's wall time."""
+    by_type, by_node = {}, {}
+    for stats in traces:
+        for device in stats.dev_stats:
+            for node in device.node_stats:
+                micros = node.all_end_rel_micros
+                if node.node_name in ("_SOURCE", "_SINK") or micros <= 0:
+                    continue
+                kind = op_type(node)
+                count, total = by_type.get(kind, (0, 0))
+                by_type[kind] = (count + 1, total + micros)
+                key = (node.node_name, kind)
+                by_node[key] = by_node.get(key, 0) + micros
+    total = sum(micros for _, micros in by_type.values()) or 1
+    conv = sum(micros for kind, (_, micros) in by_type.items() if is_convolution(kind))
+    lines = ["one training step (%d sess.run calls), wall %.1f ms, op time %.1f ms "
+             "(summed over threads)" % (len(traces), 1000 * wall_seconds, total / 1000.0),
+             "convolution share of op time: %.1f%% (conv %.1f ms, rest %.1f ms)"
+             % (100.0 * conv / total, conv / 1000.0, (total - conv) / 1000.0),
+             "", "top op types by time:", "%10s %6s %6s  %s" % ("ms", "share", "count", "type")]
+    for kind, (count, micros) in sorted(by_type.items(), key=lambda item: -item[1][1])[:top]:
+        lines.append("%10.2f %5.1f%% %6d  %s%s" % (micros / 1000.0, 100.0 * micros / total,
+                                                   count, kind,
+                                                   "  [conv]" if is_convolution(kind) else ""))
+    lines += ["", "top nodes by time:", "%10s %6s  %s" % ("ms", "share", "node (type)")]
+    for (name, kind), micros in sorted(by_node.items(), key=lambda item: -item[1])[:top]:
+        lines.append("%10.2f %5.1f%%  %s (%s)" % (micros / 1000.0, 100.0 * micros / total,
+                                                 name, kind))
+    return "\n".join(lines)
+
+
+def profile_step(args, images):
+    """Trace one training step after the warm-up; return its breakdown as text."""
+    with tf_training(args.threads, args.bf16, args.image_size, args.batch_size,
+                     args.loss) as (dcgan, train):
+        work = training_work(images, args.batch_size, args.augment)
+        time_steps(train, work, max(args.warmup, 1))
+        tracing = TracingSession(dcgan.sess)
+        dcgan.sess = tracing
+        try:
+            [(wall, _)] = time_steps(train, work, 1)
+        finally:
+            dcgan.sess = tracing.sess
+    return profile_report(tracing.traces, wall, args.top)
+
+
 def main():
     args = parse_args()
+    print(device_line(), flush=True)
+    print("levers: %s" % tf_levers(args), flush=True)
     images = demo_images(args.data_dir, args.image_size)
+    if args.profile:
+        report = profile_step(args, images)
+        with open(args.profile_out, "w") as out:
+            out.write(report + "\n")
+        print(report)
+        print("profile written to %s" % args.profile_out)
+        return
     if args.peer:
         seconds = measure_with_peer(args, images)
     else:
@@ -173,7 +323,7 @@ def main():
     if args.peer:
         tf_rate, peer_rate = (args.batch_size / np.median(seconds[name]) for name in ("tf", "peer"))
         print("tf_img_per_s=%.1f %s_img_per_s=%.1f ratio=%.2f"
-              % (tf_rate, args.peer, peer_rate, tf_rate / peer_rate))
+              % (tf_rate, args.peer.replace("-", "_"), peer_rate, tf_rate / peer_rate))
     else:
         img_per_s = args.batch_size / np.median(timings[:, 0])
         wait_frac = timings[:, 1].sum() / timings[:, 0].sum()
