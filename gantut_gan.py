@@ -257,7 +257,7 @@ class DCGAN(Resumable):
         its fakes. Returns the scalars' names for the D and the G summaries."""
         self.d_loss_real = sigmoid_loss(self.D_logits, 1.0, "d_loss_real")
         self.d_loss_fake = sigmoid_loss(self.D_logits_, 0.0, "d_loss_fake")
-        self.g_loss = sigmoid_loss(self.D_logits_, 1.0, "g_loss")
+        self.g_loss = self.generator_loss(self.D_logits_)
         self.d_loss = tf.add(self.d_loss_real, self.d_loss_fake, name="d_loss")
         return ["d_loss_real", "d_loss"], ["d_loss_fake", "g_loss"]
 
@@ -276,22 +276,56 @@ class DCGAN(Resumable):
             lambda images: self.discriminator(images, reuse=True)[1], self.images, self.G)
         self.d_loss = tf.add(-self.wasserstein_estimate, self.gp_lambda * self.gradient_penalty,
                              name="d_loss")
-        self.g_loss = tf.negative(tf.reduce_mean(self.D_logits_), name="g_loss")
+        self.g_loss = self.generator_loss(self.D_logits_)
         return ["d_loss", "g_loss"] + list(WGAN_GP_SCALARS), []
+
+    def generator_loss(self, fake_logits, name="g_loss"):
+        """G's loss from D's logits on its images (addition): the posts' sigmoid cross-entropy
+        against "real", or with WGAN-GP minus the mean critic score."""
+        if self.loss == "wgan-gp":
+            return tf.negative(tf.reduce_mean(fake_logits), name=name)
+        return sigmoid_loss(fake_logits, 1.0, name)
 
     def optimizers(self, learning_rate, beta1, beta2=0.999):
         """Adam for D and for G, each running its own batch-norm updates (addition: train's
-        optimisers, with WGAN-GP's beta2)."""
+        optimisers, with WGAN-GP's beta2); also the one-run steps (see one_run_step)."""
         with tf.name_scope("optimizers"):
             d_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS, scope="discriminator")
             g_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS, scope="generator")
+            g_adam = tf.train.AdamOptimizer(learning_rate, beta1, beta2, name="g_adam")
             with tf.control_dependencies(d_updates):
                 d_optim = tf.train.AdamOptimizer(learning_rate, beta1, beta2, name="d_adam") \
                     .minimize(self.d_loss, var_list=self.d_vars)
             with tf.control_dependencies(g_updates):
-                g_optim = tf.train.AdamOptimizer(learning_rate, beta1, beta2, name="g_adam") \
-                    .minimize(self.g_loss, var_list=self.g_vars)
+                g_optim = g_adam.minimize(self.g_loss, var_list=self.g_vars)
+            # After the updates above: the copies' batch-norm ops (generator_1/...) would
+            # match their scopes. A step makes 2 G updates with the posts' loss, 0 or 1 with
+            # WGAN-GP (g_updates).
+            self.one_run_steps = {count: self.one_run_step(d_optim, g_adam, count)
+                                  for count in ((0, 1) if self.loss == "wgan-gp" else (2,))}
         return d_optim, g_optim
+
+    def one_run_step(self, d_optim, g_adam, g_updates):
+        """The whole training step as one op (addition): D's update, then `g_updates` G updates
+        with `g_adam` on the same noise, each on a fresh pass of G and D that reads the weights
+        only after the update before it has run (control dependencies).
+
+        The same sums as the posts' three `sess.run` calls (posts_step), in one: a step needs
+        no host round trip but the batch feed, so a GPU never waits on Python between the
+        updates. Returns (op, the losses to fetch with it: D's from the D update, g_loss from
+        the last G update).
+        """
+        op, losses = d_optim, dict(self.losses)
+        for _ in range(g_updates):
+            with tf.control_dependencies([op]), \
+                    tf.variable_scope(tf.get_variable_scope(), reuse=True):
+                first = len(tf.get_collection(tf.GraphKeys.UPDATE_OPS))
+                fake = self.generator(self.z)
+                g_norm_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS)[first:]
+                losses["g_loss"] = self.generator_loss(self.discriminator(fake, reuse=True)[1])
+                with tf.control_dependencies(g_norm_updates):  # G's own, as g_optim runs them
+                    op = g_adam.minimize(losses["g_loss"], var_list=self.g_vars)
+        return op, losses
 
     def g_updates(self, step):
         """G updates after the D update of `step` (addition): two with the posts' loss, "so
@@ -305,13 +339,24 @@ class DCGAN(Resumable):
     def train_step(self, d_optim, g_optim, batch_images, batch_z, summary_step=None,
                    g_updates=2):
         """One D update, then `g_updates` G updates on the same noise (addition: the body of
-        the post's training loop).
+        the post's training loop), in one `sess.run` (one_run_step); a step that writes
+        summaries runs the posts' three instead (posts_step), which compute them.
 
         Returns the losses by name ({"d_loss": .., "g_loss": ..} and, with WGAN-GP,
-        gradient_penalty and wasserstein_estimate). They come from the same `sess.run` calls
-        that train (no extra forward pass); g_loss is the one of the last G update. With a
-        `summary_step`, the same runs also fetch the summaries and write them at that step.
+        gradient_penalty and wasserstein_estimate). They come from the runs that train (no
+        extra forward pass); g_loss is the one of the last G update.
         """
+        if summary_step is None and g_updates in self.one_run_steps:
+            op, losses = self.one_run_steps[g_updates]
+            return self.sess.run([op, losses], {self.images: batch_images, self.z: batch_z,
+                                                self.is_training: True})[1]
+        return self.posts_step(d_optim, g_optim, batch_images, batch_z, summary_step, g_updates)
+
+    def posts_step(self, d_optim, g_optim, batch_images, batch_z, summary_step=None,
+                   g_updates=2):
+        """The post's step (addition: its three `sess.run` calls as a method): one run for D's
+        update, then one per G update, on the same noise. With a `summary_step`, the same runs
+        fetch the summaries and write them at that step. Returns the losses as train_step."""
         g_feed = {self.z: batch_z, self.is_training: True}  # G's loss needs no real images
         summaries = [self.d_sum] if summary_step is not None else []
         _, losses, *d_summary = self.sess.run([d_optim, self.losses] + summaries,

@@ -1,5 +1,5 @@
-"""How TensorFlow is loaded here (ours): without Keras, and, in our own programs, with only our own
-lines on the terminal.
+"""How TensorFlow is loaded here (ours): with oneDNN's kernels, without Keras, and, in our own
+programs, with only our own lines on the terminal.
 
 Every module and entry point that imports TensorFlow imports this module first: TensorFlow reads
 these settings once, when the library is loaded.
@@ -11,15 +11,21 @@ longer. TF_USE_LEGACY_KERAS=1 (unless the environment sets it) makes TensorFlow 
 separate tf_keras package instead, which is not installed, so it loads neither. (`tf.keras` is
 then unavailable in that process; `import keras` still works.)
 
-Only our own lines: the rest acts only for the programs of this repository (the `__main__` script lies in it), never for a test run or a
-notebook that imports our modules, and not at all with `--verbose` on the command line (in any
-form absl accepts: --verbose, --verbose=true, --noverbose) or GANTUT_VERBOSE=1 in the
-environment. Otherwise it:
+With oneDNN's kernels, always: TensorFlow turns them on by itself only on CPUs with AVX-512
+VNNI/BF16 or AMX and runs its older Eigen kernels elsewhere. On a 2-core AVX2 AMD EPYC the
+training step ran about 2x faster with oneDNN (93% of the step is convolution, and oneDNN's are
+twice as fast; bench/LEVERS.md), so TF_ENABLE_ONEDNN_OPTS=1 unless the environment sets it
+(TF_ENABLE_ONEDNN_OPTS=0 for Eigen's). It changes nothing where TensorFlow would have chosen it,
+and --bf16's rewrite needs it anyway.
+
+Only our own lines: the rest acts only for the programs of this repository (the `__main__`
+script lies in it), never for a test run or a notebook that imports our modules, and not at all
+with `--verbose` on the command line (in any form absl accepts: --verbose, --verbose=true,
+--noverbose) or GANTUT_VERBOSE=1 in the environment. Otherwise it:
 
 - sets TF_CPP_MIN_LOG_LEVEL=2 (unless the environment sets it): TensorFlow's C++ INFO and WARNING
   lines go (CPU features, MLIR, grappler's auto_mixed_precision at every new graph), its ERRORs
-  stay. TF_ENABLE_ONEDNN_OPTS is left alone: it changes the speed, not only the logging. No gRPC
-  variable is set: these programs never start gRPC (local sessions only);
+  stay. No gRPC variable is set: these programs never start gRPC (local sessions only);
 - sets the Python logger 'tensorflow', and absl's Python logging, to ERROR: deprecation notices
   such as `remove_checkpoint ... is deprecated` (printed twice, by TensorFlow's handler and by
   absl's on the root logger) go;
@@ -53,7 +59,7 @@ FILTERED = re.compile(
     rb"|[IWEF]\d{4} [\d:.]+ +\d+ (?:"
     # No NVIDIA driver: the CUDA stub says so while TensorFlow is imported.
     rb"cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine"
-    # TF_ENABLE_ONEDNN_OPTS's default on CPUs with AVX-512 VNNI/BF16 or AMX, said on import.
+    # TF_ENABLE_ONEDNN_OPTS on (see above), said on import.
     rb"|port\.cc:\d+\] oneDNN custom operations are on"
     # No driver library (303: CUDA_ERROR_SHARED_OBJECT_INIT_FAILED), at the first Session; a
     # broken driver's other codes still show.
@@ -148,6 +154,8 @@ def restore_stderr(original, pump):
 
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+ONEDNN = os.environ["TF_ENABLE_ONEDNN_OPTS"] not in ("0", "false", "False")
 VERBOSE = verbose_requested(sys.argv, os.environ)
 if running_our_program() and not VERBOSE:
     lower_logging()
