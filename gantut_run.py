@@ -256,14 +256,31 @@ def new_session(threads, bf16, seed=None):
         yield sess
 
 
-def cpu_has_bf16():
-    """True if this CPU computes in bfloat16 natively (AVX512-BF16 or AMX), as Linux reports."""
+def cpu_flags():
+    """The CPU's feature flags as Linux reports them (empty where it does not)."""
     try:
         with open("/proc/cpuinfo") as cpuinfo:
-            flags_line = next(line for line in cpuinfo if line.startswith("flags"))
+            return set(next(line for line in cpuinfo if line.startswith("flags")).split())
     except (OSError, StopIteration):
-        return False
-    return bool({"avx512_bf16", "amx_bf16"} & set(flags_line.split()))
+        return set()
+
+
+def cpu_has_bf16():
+    """True if this CPU computes in bfloat16 natively (AVX512-BF16 or AMX)."""
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+def gpu_visible():
+    """True if TensorFlow sees a GPU."""
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def fused_batch_norm_wins():
+    """Whether batch norm's fused kernel is the faster choice on this machine: on a GPU
+    (cuDNN's kernel) and on CPUs with AMX (24% faster steps under the bfloat16 rewrite on an
+    Intel Xeon); not on AVX512-BF16 without AMX (slower on an AMD EPYC) nor on AVX2 alone (no
+    gain beyond noise; bench/LEVERS.md)."""
+    return "amx_bf16" in cpu_flags() or gpu_visible()
 
 
 def session_config(threads, bf16):

@@ -31,8 +31,8 @@ from gantut_dataset import DatasetError, load_dataset, split_holdout
 from gantut_gan import DCGAN, LOSSES, image_size_error, valid_image_size
 from gantut_imgfuncs import grid_shape, inverse_transform, save_images, to_uint8
 from gantut_quiz import write_quiz
-from gantut_run import (cpu_has_bf16, log_metrics, new_session, record_settings, saved_settings,
-                        training_folders)
+from gantut_run import (cpu_has_bf16, fused_batch_norm_wins, log_metrics, new_session,
+                        record_settings, saved_settings, training_folders)
 from gantut_utils import ALL_CORES, node_line, register_flag_checks
 
 
@@ -101,6 +101,11 @@ flags.DEFINE_boolean("bf16", CPU_HAS_BF16,
                      "precision rewrite): about 1.5x faster on CPUs with AVX512-BF16 or AMX, with "
                      "no loss of quality measured (README); --nobf16 for float32 [on where the "
                      "CPU has bfloat16 instructions; here: %s]" % CPU_HAS_BF16)
+FUSED_BN_WINS = fused_batch_norm_wins()
+flags.DEFINE_boolean("fused_bn", FUSED_BN_WINS,
+                     "Run batch norm in TensorFlow's fused kernel: the same arithmetic, faster on "
+                     "GPUs and on CPUs with AMX, slower on some others [on where it is faster: a "
+                     "GPU or a CPU with AMX; here: %s]" % FUSED_BN_WINS)
 
 # Knowing how good it is (gantut_metrics.py).
 flags.DEFINE_boolean("eval_every_epoch", True,
@@ -219,13 +224,23 @@ def train():
         images = load_images(shape, FLAGS.batch_size, "--batch_size %d" % FLAGS.batch_size)
         # After the data check, so a bad --dataset is told in one line.
         print(node_line(FLAGS.threads))
+        print(speed_line())
         record_settings(FLAGS.checkpoint_dir, DCGAN.model_name, shape, LEGACY_SETTINGS)
         choose_adam_settings()
         with new_session(FLAGS.threads, FLAGS.bf16, FLAGS.seed) as sess:
             dcgan = DCGAN(sess, batch_size=FLAGS.batch_size, is_crop=FLAGS.is_crop,
                           checkpoint_dir=FLAGS.checkpoint_dir, gp_lambda=FLAGS.gp_lambda,
-                          n_critic=FLAGS.n_critic, **shape)
+                          n_critic=FLAGS.n_critic, fused_bn=FLAGS.fused_bn, **shape)
             dcgan.train(FLAGS, images)
+
+
+def speed_line():
+    """What the step runs on, and what this machine's defaults would choose."""
+    on = {True: "on", False: "off"}
+    return (" [*] speed: oneDNN kernels %s, bfloat16 %s, fused batch norm %s (defaults for this "
+            "machine: bfloat16 %s, fused batch norm %s)" % (
+                on[gantut_tfenv.ONEDNN], on[FLAGS.bf16], on[FLAGS.fused_bn], on[CPU_HAS_BF16],
+                on[FUSED_BN_WINS]))
 
 
 def use_trained_model():
@@ -235,7 +250,7 @@ def use_trained_model():
     if FLAGS.turing_quiz or FLAGS.evaluate:
         real = load_images(shape, 8, "8" if FLAGS.turing_quiz else "enough to hold some out")
     with new_session(FLAGS.threads, FLAGS.bf16) as sess:
-        dcgan = DCGAN(sess, batch_size=FLAGS.batch_size, lam=FLAGS.lam,
+        dcgan = DCGAN(sess, batch_size=FLAGS.batch_size, lam=FLAGS.lam, fused_bn=FLAGS.fused_bn,
                       checkpoint_dir=FLAGS.checkpoint_dir, **shape)
         sess.run(tf.global_variables_initializer())
         if not dcgan.load(FLAGS.checkpoint_dir):

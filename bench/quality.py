@@ -36,6 +36,7 @@ import gantut_metrics  # noqa: E402
 from gantut_dataset import load_dataset, split_rows  # noqa: E402
 from gantut_gan import LOSSES  # noqa: E402
 from gantut_imgfuncs import inverse_transform, save_images, to_uint8  # noqa: E402
+from gantut_run import fused_batch_norm_wins  # noqa: E402
 from gantut_utils import ALL_CORES  # noqa: E402
 from train_throughput import (demo_images, device_line, tf_training,  # noqa: E402
                               torch_peer_model, training_work)
@@ -59,6 +60,10 @@ def parse_args():
     parser.add_argument("--bf16", action="store_true",
                         help="train ours in oneDNN bfloat16 mixed precision, as the trainer's "
                              "--bf16, and the peer under torch.autocast bfloat16")
+    parser.add_argument("--fused_bn", action=argparse.BooleanOptionalAction,
+                        default=fused_batch_norm_wins(),
+                        help="batch norm in the fused kernel, as the trainer's --fused_bn "
+                             "[this machine's default: %(default)s]")
     parser.add_argument("--peer_compile", action="store_true",
                         help="the peer's networks under torch.compile")
     parser.add_argument("--loss", nargs="+", choices=LOSSES, default=["gan"],
@@ -119,8 +124,8 @@ def train_and_sample(args, training_images, sample_z):
     seconds = 60 * args.minutes
     results = {}
     for loss in args.loss:
-        with tf_training(args.threads, args.bf16, IMAGE_SIZE, BATCH_SIZE,
-                         loss) as (dcgan, train_tf):
+        with tf_training(args.threads, args.bf16, IMAGE_SIZE, BATCH_SIZE, loss,
+                         args.fused_bn) as (dcgan, train_tf):
             steps = train_for(train_tf, training_work(training_images, BATCH_SIZE), seconds)
             results[model_name(loss)] = (steps, dcgan.generate(sample_z))
     if args.peer:

@@ -52,7 +52,7 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 from demo_faces import make_demo_dataset  # noqa: E402
 from gantut_dataset import augment_images, feed_batches, load_dataset  # noqa: E402
 from gantut_gan import DCGAN, LOSSES  # noqa: E402
-from gantut_run import session_config  # noqa: E402
+from gantut_run import fused_batch_norm_wins, session_config  # noqa: E402
 from gantut_trainer import WGAN_GP_ADAM  # noqa: E402
 from gantut_utils import ALL_CORES  # noqa: E402
 
@@ -73,6 +73,10 @@ def parse_args():
     parser.add_argument("--image_size", type=int, default=64, help="image size [64]")
     parser.add_argument("--bf16", action="store_true",
                         help="oneDNN bfloat16 auto mixed precision, as the trainer's --bf16")
+    parser.add_argument("--fused_bn", action=argparse.BooleanOptionalAction,
+                        default=fused_batch_norm_wins(),
+                        help="batch norm in the fused kernel, as the trainer's --fused_bn "
+                             "[this machine's default: %(default)s]")
     parser.add_argument("--loss", choices=LOSSES, default="gan",
                         help="the trainer's --loss [gan]")
     parser.add_argument("--augment", action="store_true",
@@ -110,13 +114,14 @@ def endless_batches(images, batch_size, augment=False):
 
 
 @contextlib.contextmanager
-def tf_training(threads, bf16, image_size, batch_size, loss="gan"):
+def tf_training(threads, bf16, image_size, batch_size, loss="gan", fused_bn=False):
     """(model, step): the project's DCGAN in its own graph and session, and a function training
     it one step on (batch, noise), the way the trainer does (with the trainer's Adam settings
     for `loss`)."""
     with tf.Graph().as_default(), tf.Session(config=session_config(threads, bf16)) as sess:
         tf.set_random_seed(0)
-        dcgan = DCGAN(sess, image_size=image_size, batch_size=batch_size, loss=loss)
+        dcgan = DCGAN(sess, image_size=image_size, batch_size=batch_size, loss=loss,
+                      fused_bn=fused_bn)
         adam = (WGAN_GP_ADAM["learning_rate"], WGAN_GP_ADAM["beta1"], WGAN_GP_ADAM["beta2"]) \
             if loss == "wgan-gp" else (0.0002, 0.5)
         d_optim, g_optim = dcgan.optimizers(*adam)
@@ -161,11 +166,11 @@ def device_line():
 
 def tf_levers(args):
     """TensorFlow's levers in one line."""
-    # TensorFlow turns its oneDNN kernels on by itself only on CPUs with AVX512-VNNI/BF16 or
-    # AMX; TF_ENABLE_ONEDNN_OPTS=1 forces them (read once, when TensorFlow is imported).
-    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset (TF's default for this CPU)")
-    return "tf: threads=%d bf16_rewrite=%s TF_ENABLE_ONEDNN_OPTS=%s" % (
-        args.threads, "on" if args.bf16 else "off", onednn)
+    # gantut_tfenv sets TF_ENABLE_ONEDNN_OPTS=1 unless the environment chose (read once, when
+    # TensorFlow is imported); TensorFlow alone turns oneDNN on only on AVX512-VNNI/BF16 or AMX.
+    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    return "tf: threads=%d bf16_rewrite=%s fused_bn=%s TF_ENABLE_ONEDNN_OPTS=%s" % (
+        args.threads, "on" if args.bf16 else "off", "on" if args.fused_bn else "off", onednn)
 
 
 def noise_batches(batch_size, z_dim=100):
@@ -196,7 +201,7 @@ def training_work(images, batch_size, augment=False):
 def measure(args, images):
     """Return per-step (seconds, seconds waiting for the batch) for the timed steps."""
     with tf_training(args.threads, args.bf16, args.image_size, args.batch_size,
-                     args.loss) as (_, train):
+                     args.loss, args.fused_bn) as (_, train):
         timings = time_steps(train, training_work(images, args.batch_size, args.augment),
                              args.warmup + args.steps)
     return np.array(timings[args.warmup:])
@@ -206,7 +211,8 @@ def measure_with_peer(args, images):
     """Per-step seconds of TensorFlow and of the peer, alternating blocks of the same batches."""
     work = training_work(images, args.batch_size)
     seconds = {"tf": [], "peer": []}
-    with tf_training(args.threads, args.bf16, args.image_size, args.batch_size) as (_, train_tf):
+    with tf_training(args.threads, args.bf16, args.image_size, args.batch_size,
+                     fused_bn=args.fused_bn) as (_, train_tf):
         peer = torch_peer_model(args.threads, args.image_size, bf16=args.bf16,
                                 compile=args.peer == "torch-compile")
         print("peer: %s %s" % (args.peer, peer.mode()), flush=True)
@@ -289,7 +295,7 @@ def profile_report(traces, wall_seconds, top=25):
 def profile_step(args, images):
     """Trace one training step after the warm-up; return its breakdown as text."""
     with tf_training(args.threads, args.bf16, args.image_size, args.batch_size,
-                     args.loss) as (dcgan, train):
+                     args.loss, args.fused_bn) as (dcgan, train):
         work = training_work(images, args.batch_size, args.augment)
         time_steps(train, work, max(args.warmup, 1))
         tracing = TracingSession(dcgan.sess)

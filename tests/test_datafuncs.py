@@ -196,3 +196,27 @@ def test_prefetch_passes_items_and_errors_through():
         raise RuntimeError("disk gone")
     with pytest.raises(RuntimeError, match="disk gone"):
         list(prefetch(broken()))
+
+
+def test_fused_batch_norm_computes_what_the_posts_batch_norm_computes(sess):
+    """Both choices of --fused_bn: the same outputs, moving averages and gradients."""
+    x = tf.constant(np.random.default_rng(0).normal(2.0, 3.0, (8, 4, 4, 5)), tf.float32)
+    train = tf.placeholder(tf.bool, [])
+    outputs = {}
+    for fused in (False, True):
+        y = batch_norm(name="bn_%s" % fused, fused=fused)(x * 1.0, train)
+        outputs[fused] = (y, tf.gradients(tf.reduce_sum(y * y * x), x)[0])
+    updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS)
+    moving = {fused: [v for v in tf.global_variables() if v.op.name.startswith("bn_%s/moving"
+                                                                               % fused)]
+              for fused in (False, True)}
+    sess.run(tf.global_variables_initializer())
+    sess.run(updates, {train: True})
+    for mode in (True, False):  # batch statistics, then the updated moving averages
+        plain, fused = sess.run([outputs[False], outputs[True]], {train: mode})
+        np.testing.assert_allclose(fused[0], plain[0], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(fused[1], plain[1], rtol=1e-3, atol=1e-4)
+    plain_moving, fused_moving = sess.run([moving[False], moving[True]])
+    for ours, posts in zip(fused_moving, plain_moving):
+        np.testing.assert_allclose(ours, posts, rtol=1e-5)
+    assert not np.allclose(plain_moving[0], 0)  # the update moved them

@@ -1,5 +1,5 @@
 """The training step in one `sess.run` computes what the posts' three runs compute: one D update,
-then two G updates on the same noise, in float32 real sessions."""
+then two G updates on the same noise, in float32 real sessions, with either batch norm kernel."""
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
@@ -21,11 +21,11 @@ def train(dcgan, d_optim, g_optim, step, batches, noise):
             for i, (batch, z) in enumerate(zip(batches, noise))]
 
 
-@pytest.mark.parametrize("loss", ["gan", "wgan-gp"])
-def test_one_run_step_matches_the_posts_three_runs(sess, loss):
+@pytest.mark.parametrize("loss, fused_bn", [("gan", False), ("gan", True), ("wgan-gp", False)])
+def test_one_run_step_matches_the_posts_three_runs(sess, loss, fused_bn):
     tf.set_random_seed(0)
     dcgan = DCGAN(sess, image_size=16, batch_size=8, z_dim=8, gf_dim=4, df_dim=4, loss=loss,
-                  n_critic=2)
+                  n_critic=2, fused_bn=fused_bn)
     d_optim, g_optim = dcgan.optimizers(0.0002, 0.5)
     sess.run(tf.global_variables_initializer())
     start = sess.run(tf.global_variables())

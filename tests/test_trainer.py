@@ -204,3 +204,18 @@ def test_quality_figures_each_epoch_and_for_a_checkpoint(tmp_path):
         rows = list(csv.DictReader(table))
     assert [(r["epoch"], r["step"]) for r in rows][-1] == ("1", "8")
     assert len(rows) == 3
+
+
+@pytest.mark.parametrize("fused", ["--fused_bn", "--nofused_bn"])
+def test_both_batch_norm_kernels_train_and_say_so_and_share_checkpoints(tmp_path, fused):
+    write_images(str(tmp_path / "faces"), 8, 16)
+    result = run_trainer(str(tmp_path), "--dataset", "faces", "--epoch", "1", fused,
+                         "--noeval_every_epoch", *TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    chosen = "on" if fused == "--fused_bn" else "off"
+    assert re.search(r"^ \[\*\] speed: oneDNN kernels on, bfloat16 (on|off), fused batch norm "
+                     + chosen + r" \(defaults for this machine: ", result.stdout, re.M)
+    assert progress(result.stdout) == [(0, 0), (0, 1)]
+    other = "--nofused_bn" if fused == "--fused_bn" else "--fused_bn"
+    samples = run_trainer(str(tmp_path), "--train=False", other, "--n_samples", "4")
+    assert samples.returncode == 0, samples.stderr[-3000:]
