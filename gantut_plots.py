@@ -3,16 +3,15 @@ beside Part 5 of "Generative Adversarial Network (GAN) in TensorFlow").
 
 `plot_losses` draws logs/losses.png for runs without TensorBoard, with matplotlib on its Agg
 canvas: files only, never a display, and no pyplot, so importing this module leaves the
-backend of the caller's own plots (a notebook's, say) alone. `write_progress_gif` animates the
-end-of-epoch sample grids, each frame labelled with its epoch.
+backend of the caller's own plots (a notebook's, say) alone. matplotlib is loaded by the first
+chart, not with this module: it takes about a second, which every start of a trainer (--help, a
+refused flag, generating) would otherwise pay. `write_progress_gif` animates the end-of-epoch
+sample grids, each frame labelled with its epoch.
 """
 import os
 import warnings
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 from PIL import Image, ImageDraw, ImageFont
 
 from gantut_utils import atomic_path
@@ -35,6 +34,9 @@ def plot_losses(series, path, epoch_starts=(), title=None, width=800, height=400
     points are dropped and series left empty skipped; with none left the image says "no losses
     yet". The file appears whole or not at all, its folder created if need be; returns `path`.
     """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     if not 0 <= smoothing < 1:
         raise ValueError("smoothing is the weight of the past, in [0, 1), not %r" % smoothing)
     fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, layout="constrained")
@@ -78,6 +80,8 @@ def finite_points(series):
 def draw_curves(fig, ax, points, smoothing):
     """The faint raw and bold smoothed curve of each series, the axes' ranges and the legend of
     `plot_losses` (addition)."""
+    from matplotlib.ticker import MaxNLocator
+
     smoothed = {}
     for name, (index, steps, values) in points.items():
         colour = "C%d" % (index % 10)

@@ -7,8 +7,8 @@ stage's Pix2Pix); what lets such a loop be stopped, resumed and watched is here,
   skipped), `checkpoint_paths`, and `Resumable`, the training position kept in the checkpoint;
 - settings: `record_settings`/`saved_settings`, the flags that fix a model's shape, in model.json
   beside the checkpoints;
-- the session and its folders: `new_session`, `session_config`, `cpu_has_bf16`,
-  `training_folders` (made, cleared of a killed run's temp files, locked);
+- the session and its folders: `new_session`, `session_config`, the per-machine choices
+  `bf16_wins` and `fused_batch_norm_wins`, `training_folders` (made, cleared of a killed run's temp files, locked);
 - stopping: `StopRequest` (Ctrl-C and SIGTERM finish the step and checkpoint), `TrainingError`,
   `check_finite`;
 - logs: `Speedometer` (img/s and ETA), `LossLog` (logs/losses.csv and .png), `log_metrics`
@@ -256,13 +256,23 @@ def new_session(threads, bf16, seed=None):
         yield sess
 
 
-def cpu_flags():
-    """The CPU's feature flags as Linux reports them (empty where it does not)."""
+def cpu_info(key):
+    """The first value of `key` ("flags", "model name") in /proc/cpuinfo; "" where Linux does
+    not say."""
     try:
         with open("/proc/cpuinfo") as cpuinfo:
-            return set(next(line for line in cpuinfo if line.startswith("flags")).split())
-    except (OSError, StopIteration):
-        return set()
+            for line in cpuinfo:
+                name, _, value = line.partition(":")
+                if name.strip() == key:
+                    return value.strip()
+    except OSError:
+        pass
+    return ""
+
+
+def cpu_flags():
+    """The CPU's feature flags as Linux reports them (empty where it does not)."""
+    return set(cpu_info("flags").split())
 
 
 def cpu_has_bf16():
@@ -273,6 +283,12 @@ def cpu_has_bf16():
 def gpu_visible():
     """True if TensorFlow sees a GPU."""
     return bool(tf.config.list_physical_devices("GPU"))
+
+
+def bf16_wins():
+    """Whether oneDNN's bfloat16 rewrite is the faster choice here: on a CPU with bfloat16
+    instructions, and not where a GPU runs the graph (the rewrite is for the CPU's kernels)."""
+    return cpu_has_bf16() and not gpu_visible()
 
 
 def fused_batch_norm_wins():

@@ -31,8 +31,8 @@ from gantut_dataset import DatasetError, load_dataset, split_holdout
 from gantut_gan import DCGAN, LOSSES, image_size_error, valid_image_size
 from gantut_imgfuncs import grid_shape, inverse_transform, save_images, to_uint8
 from gantut_quiz import write_quiz
-from gantut_run import (cpu_has_bf16, fused_batch_norm_wins, gpu_visible, log_metrics,
-                        new_session, record_settings, saved_settings, training_folders)
+from gantut_run import (bf16_wins, fused_batch_norm_wins, log_metrics, new_session,
+                        record_settings, saved_settings, training_folders)
 from gantut_utils import ALL_CORES, node_line, register_flag_checks
 
 
@@ -95,8 +95,7 @@ flags.DEFINE_integer("threads", ALL_CORES,
                      "will otherwise take every core on a shared cluster [every core this "
                      "process may use: %d]" % ALL_CORES)
 flags.DEFINE_integer("seed", None, "Random seed for weights, noise and data order [random]")
-# oneDNN's rewrite is for the CPU's kernels: on a GPU box the graph runs on the GPU instead.
-BF16_WINS = cpu_has_bf16() and not gpu_visible()
+BF16_WINS = bf16_wins()
 flags.DEFINE_boolean("bf16", BF16_WINS,
                      "Let oneDNN run the graph in bfloat16 mixed precision (its auto mixed "
                      "precision rewrite): about 1.5x faster on CPUs with AVX512-BF16 or AMX, with "

@@ -28,7 +28,7 @@ from gantut_dataset import DatasetError, split_holdout
 from gantut_imgfuncs import center_crop, imread, save_images, transform
 from gantut_pix2pix import (MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, UNREADABLE, Pix2Pix, load_pairs,
                             receptive_field, valid_image_size)
-from gantut_run import (cpu_has_bf16, first_line, new_session, record_settings, saved_settings,
+from gantut_run import (bf16_wins, first_line, new_session, record_settings, saved_settings,
                         training_folders)
 from gantut_utils import ALL_CORES, Progress, image_files, node_line, register_flag_checks
 
@@ -87,11 +87,11 @@ flags.DEFINE_integer("threads", ALL_CORES,
                      "CPU threads for TensorFlow and for decoding [every core this process may "
                      "use: %d]" % ALL_CORES)
 flags.DEFINE_integer("seed", None, "Random seed for weights, data order and jitter [random]")
-CPU_HAS_BF16 = cpu_has_bf16()
-flags.DEFINE_boolean("bf16", CPU_HAS_BF16,
+BF16_WINS = bf16_wins()
+flags.DEFINE_boolean("bf16", BF16_WINS,
                      "Let oneDNN run the graph in bfloat16 mixed precision, as in "
                      "gantut_trainer.py; --nobf16 for float32 [on where the CPU has bfloat16 "
-                     "instructions; here: %s]" % CPU_HAS_BF16)
+                     "instructions and no GPU is visible; here: %s]" % BF16_WINS)
 # Using the trained model.
 flags.DEFINE_boolean("train", True,
                      "Train; --train=False translates --input with the checkpoint [True]")

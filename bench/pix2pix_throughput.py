@@ -39,7 +39,7 @@ from gantut_dataset import split_holdout  # noqa: E402
 from gantut_imgfuncs import save_images  # noqa: E402
 from gantut_pix2pix import (Pix2Pix, feed_pairs, load_pairs, pair_views,  # noqa: E402
                             sample_rows)
-from gantut_run import cpu_has_bf16, session_config  # noqa: E402
+from gantut_run import bf16_wins, session_config  # noqa: E402
 from gantut_utils import ALL_CORES  # noqa: E402
 
 DEMO_SIZE = 64
@@ -55,9 +55,9 @@ def parse_args():
     parser.add_argument("--warmup", type=int, default=3, help="untimed first steps [3]")
     parser.add_argument("--threads", type=int, default=ALL_CORES,
                         help="TensorFlow threads [every core: %d]" % ALL_CORES)
-    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=cpu_has_bf16(),
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=bf16_wins(),
                         help="oneDNN bfloat16 auto mixed precision, as the trainer's --bf16 "
-                             "[on where the CPU has bfloat16 instructions]")
+                             "[on where the CPU has bfloat16 instructions and no GPU is visible]")
     parser.add_argument("--data_dir", default=os.path.join(tempfile.gettempdir(), "gantut_bench"),
                         help="where the demo pairs and their cache go [%(default)s]")
     parser.add_argument("--figure", help="write input | generated | target rows to this PNG")

@@ -52,7 +52,7 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 from demo_faces import make_demo_dataset  # noqa: E402
 from gantut_dataset import augment_images, feed_batches, load_dataset  # noqa: E402
 from gantut_gan import DCGAN, LOSSES  # noqa: E402
-from gantut_run import fused_batch_norm_wins, session_config  # noqa: E402
+from gantut_run import cpu_flags, cpu_info, fused_batch_norm_wins, session_config  # noqa: E402
 from gantut_trainer import WGAN_GP_ADAM  # noqa: E402
 from gantut_utils import ALL_CORES  # noqa: E402
 
@@ -141,21 +141,12 @@ def torch_peer_model(threads, image_size, bf16=False, compile=False):
 
 
 def cpu_model():
-    """The CPU's model name and whether it has bfloat16 instructions, from /proc/cpuinfo."""
-    name, flags = "unknown CPU", set()
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and name == "unknown CPU":
-                    name = value.strip()
-                elif key.strip() == "flags" and not flags:
-                    flags = set(value.split())
-    except OSError:
-        pass
+    """The CPU's model name, its widest vector unit and its bfloat16 instructions."""
+    flags = cpu_flags()
     bf16 = sorted({"avx512_bf16", "amx_bf16"} & flags)
     vector = "avx512" if "avx512f" in flags else ("avx2" if "avx2" in flags else "no avx2")
-    return "%s (%s, bf16 instructions: %s)" % (name, vector, ",".join(bf16) or "none")
+    return "%s (%s, bf16 instructions: %s)" % (cpu_info("model name") or "unknown CPU", vector,
+                                               ",".join(bf16) or "none")
 
 
 def device_line():

@@ -11,7 +11,6 @@ sys.path.insert(0, REPO)
 import gantut_tfenv  # noqa: E402,F401  (first: TensorFlow then loads without Keras; see it)
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import tensorflow.compat.v1 as tf  # noqa: E402
 from PIL import Image  # noqa: E402
 
 
@@ -67,12 +66,28 @@ TINY = ["--image_size", "16", "--batch_size", "4", "--gf_dim", "4", "--df_dim", 
 @pytest.fixture
 def sess():
     """A real Session on a fresh graph."""
+    # TensorFlow is imported here, not above: pytest-xdist's controller process loads this file
+    # too, and would print TensorFlow's start-up lines outside any test's capture.
+    import tensorflow.compat.v1 as tf
     with tf.Graph().as_default(), tf.Session() as session:
         yield session
 
 
 # Figures of the fault-injection suite, printed as one line at the end of the run.
 FAULT_STATS = {"kills": 0, "resumed": 0, "lost_steps_max": 0, "corrupt": 0}
+
+
+def pytest_sessionfinish(session):
+    """In a worker of pytest-xdist: hand this worker's fault figures to the controller."""
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["fault_stats"] = FAULT_STATS
+
+
+def pytest_testnodedown(node, error):
+    """In the controller of pytest-xdist: add up a finished worker's fault figures."""
+    for key, value in node.workeroutput.get("fault_stats", {}).items():
+        FAULT_STATS[key] = max(FAULT_STATS[key], value) if key.endswith("_max") else \
+            FAULT_STATS[key] + value
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -70,8 +70,10 @@ def test_event_files_hold_every_summary_name_and_the_graph(trained):
     assert [e.step for e in events.Scalars("g_loss")] == list(range(1, 13))
 
 
-def test_a_second_run_resumes_at_the_right_step_and_epoch(trained, tmp_path):
+def test_a_second_run_resumes_at_the_right_step_and_epoch_with_the_same_sample_noise(trained):
     work, _ = trained
+    sample_z = tf.train.load_variable(tf.train.latest_checkpoint(str(work / "checkpoint")),
+                                      "state/sample_z")
     result = run_trainer(str(work), "--dataset", "faces", "--epoch", "3", "--sample_freq", "4",
                          "--ckpt_freq", "5", "--summary_freq", "1", *TINY)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -80,19 +82,9 @@ def test_a_second_run_resumes_at_the_right_step_and_epoch(trained, tmp_path):
     assert checkpoint_steps(str(work / "checkpoint"))[-1] == 18
     # Nothing is decoded again: the image cache of the first run is used.
     assert "decoding images" not in result.stderr
-
-
-def test_sample_noise_survives_a_resume(tmp_path):
-    write_images(str(tmp_path / "faces"), 8, 16)
-    common = ["--dataset", "faces", "--sample_freq", "1000", *TINY]
-    assert run_trainer(str(tmp_path), "--epoch", "1", *common).returncode == 0
-    sample_z = {}
-    for run in ("first", "second"):
-        path = tf.train.latest_checkpoint(str(tmp_path / "checkpoint"))
-        sample_z[run] = tf.train.load_variable(path, "state/sample_z")
-        if run == "first":
-            assert run_trainer(str(tmp_path), "--epoch", "2", *common).returncode == 0
-    assert np.array_equal(sample_z["first"], sample_z["second"])
+    # The grids go on showing the same noise vectors.
+    assert np.array_equal(sample_z, tf.train.load_variable(
+        tf.train.latest_checkpoint(str(work / "checkpoint")), "state/sample_z"))
 
 
 def test_ctrl_c_saves_a_checkpoint_and_the_next_run_resumes_there(tmp_path):

@@ -61,8 +61,8 @@ def test_critic_has_no_sigmoid_no_batch_norm_and_trains_on_n_critic_steps(sess):
     assert not all(np.array_equal(a, b) for a, b in zip(g_before, sess.run(dcgan.g_vars)))
 
 
-@pytest.mark.parametrize("image_size,first", [(28, 7), (56, 7), (112, 7), (48, 6), (80, 5)])
-@pytest.mark.parametrize("c_dim", [1, 3])
+@pytest.mark.parametrize("image_size,first,c_dim", [(28, 7, 1), (28, 7, 3), (56, 7, 3),
+                                                    (112, 7, 3), (48, 6, 3), (80, 5, 3)])
 def test_walkthrough_sizes_build_and_take_a_training_step(sess, image_size, first, c_dim):
     dcgan = DCGAN(sess, image_size=image_size, c_dim=c_dim, batch_size=2, sample_size=2,
                   z_dim=8, gf_dim=4, df_dim=4)
