@@ -1,5 +1,6 @@
 """Every flag of both trainers says what it does and what its default is, and the posts' nine
 come first in gantut_trainer.py, in the post's order (Part 5)."""
+import functools
 import json
 import re
 import subprocess
@@ -16,9 +17,10 @@ POST_FLAGS = [("epoch", 20), ("learning_rate", 0.0002), ("beta1", 0.5),
               ("sample_dir", "samples")]
 
 
+@functools.lru_cache(maxsize=None)
 def module_flags(module):
     """[(name, help, default)] of the flags `module` defines, in definition order (each trainer
-    is imported in its own process: both define --dataset)."""
+    is imported in its own process, once: both define --dataset)."""
     script = ("import json, %s; from absl import flags; print(json.dumps([(f.name, f.help, "
               "f.default if f.default != float('inf') else 'inf') for f in "
               "flags.FLAGS.get_flags_for_module(%r)]))" % (module, module))
