@@ -8,7 +8,8 @@ stage's Pix2Pix); what lets such a loop be stopped, resumed and watched is here,
 - settings: `record_settings`/`saved_settings`, the flags that fix a model's shape, in model.json
   beside the checkpoints;
 - the session and its folders: `new_session`, `session_config`, the per-machine choices
-  `bf16_wins` and `fused_batch_norm_wins`, `training_folders` (made, cleared of a killed run's temp files, locked);
+  `bf16_wins` and `fused_batch_norm_wins`, `training_folders` (made, cleared of a killed run's
+  temp files, locked);
 - stopping: `StopRequest` (Ctrl-C and SIGTERM finish the step and checkpoint), `TrainingError`,
   `check_finite`;
 - logs: `Speedometer` (img/s and ETA), `LossLog` (logs/losses.csv and .png), `log_metrics`
@@ -275,9 +276,13 @@ def cpu_flags():
     return set(cpu_info("flags").split())
 
 
+# The CPU flags of native bfloat16 arithmetic, as Linux names them.
+BF16_INSTRUCTIONS = {"avx512_bf16", "amx_bf16"}
+
+
 def cpu_has_bf16():
     """True if this CPU computes in bfloat16 natively (AVX512-BF16 or AMX)."""
-    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+    return bool(BF16_INSTRUCTIONS & cpu_flags())
 
 
 def gpu_visible():

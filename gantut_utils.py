@@ -185,9 +185,9 @@ def folder_lock(folder):
     share it (project helper).
 
     A lock left by a process that is gone (killed, on this host) is cleared, also when its pid
-    has since come round to another process. A lock from another
-    host cannot be checked from here, so it is refused with the path to delete if that job is
-    dead. The lock appears with its content in one step (a hard link), never empty.
+    has since come round to another process. A lock from another host cannot be checked from
+    here, so it is refused with the path to delete if that job is dead. The lock appears with
+    its content in one step (a hard link), never empty.
     """
     path = os.path.join(folder, ".lock")
     me = {"host": socket.gethostname(), "pid": os.getpid(), "start": process_start(os.getpid())}

@@ -52,7 +52,8 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 from demo_faces import make_demo_dataset  # noqa: E402
 from gantut_dataset import augment_images, feed_batches, load_dataset  # noqa: E402
 from gantut_gan import DCGAN, LOSSES  # noqa: E402
-from gantut_run import cpu_flags, cpu_info, fused_batch_norm_wins, session_config  # noqa: E402
+from gantut_run import (BF16_INSTRUCTIONS, cpu_flags, cpu_info,  # noqa: E402
+                        fused_batch_norm_wins, session_config)
 from gantut_trainer import WGAN_GP_ADAM  # noqa: E402
 from gantut_utils import ALL_CORES  # noqa: E402
 
@@ -143,7 +144,7 @@ def torch_peer_model(threads, image_size, bf16=False, compile=False):
 def cpu_model():
     """The CPU's model name, its widest vector unit and its bfloat16 instructions."""
     flags = cpu_flags()
-    bf16 = sorted({"avx512_bf16", "amx_bf16"} & flags)
+    bf16 = sorted(BF16_INSTRUCTIONS & flags)
     vector = "avx512" if "avx512f" in flags else ("avx2" if "avx2" in flags else "no avx2")
     return "%s (%s, bf16 instructions: %s)" % (cpu_info("model name") or "unknown CPU", vector,
                                                ",".join(bf16) or "none")
