@@ -312,23 +312,28 @@ class DCGAN(Resumable):
 
     def one_run_step(self, d_optim, g_adam, g_updates):
         """The whole training step as one op (addition): D's update, then `g_updates` G updates
-        with `g_adam` on the same noise, each on a fresh pass of G and D that reads the weights
-        only after the update before it has run (control dependencies).
+        with `g_adam` on the same noise, each on a pass of D that reads D's weights only after
+        the update before it has run (control dependencies).
 
         The same sums as the posts' three `sess.run` calls (posts_step), in one: a step needs
         no host round trip but the batch feed, so a GPU never waits on Python between the
-        updates. Returns (op, the losses to fetch with it: D's from the D update, g_loss from
-        the last G update).
+        updates. The first G update reuses the G pass of D's update: the same G weights on the
+        same noise give the same images and batch statistics, so G runs once less per step.
+        Each later one takes a fresh pass of G, after the G update before it. Returns (op, the
+        losses to fetch with it: D's from the D update, g_loss from the last G update).
         """
         op, losses = d_optim, dict(self.losses)
-        for _ in range(g_updates):
+        fake = self.G
+        norm_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS, scope="generator/")
+        for update in range(g_updates):
             with tf.control_dependencies([op]), \
                     tf.variable_scope(tf.get_variable_scope(), reuse=True):
-                first = len(tf.get_collection(tf.GraphKeys.UPDATE_OPS))
-                fake = self.generator(self.z)
-                g_norm_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS)[first:]
+                if update:
+                    first = len(tf.get_collection(tf.GraphKeys.UPDATE_OPS))
+                    fake = self.generator(self.z)
+                    norm_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS)[first:]
                 losses["g_loss"] = self.generator_loss(self.discriminator(fake, reuse=True)[1])
-                with tf.control_dependencies(g_norm_updates):  # G's own, as g_optim runs them
+                with tf.control_dependencies(norm_updates):  # G's own, as g_optim runs them
                     op = g_adam.minimize(losses["g_loss"], var_list=self.g_vars)
         return op, losses
 

@@ -29,6 +29,7 @@ import time
 
 import numpy as np
 import tensorflow.compat.v1 as tf
+from absl import flags
 from tensorflow.core.protobuf import rewriter_config_pb2
 
 from gantut_imgfuncs import save_images
@@ -245,6 +246,16 @@ def training_folders(checkpoint_dir, sample_dir, logs_dir):
             yield
     except (FolderBusy, TrainingError) as err:
         sys.exit("error: %s" % err)
+
+
+def parse_flags(argv):
+    """The flags parser for absl's runner (`app.run(main, flags_parser=parse_flags)`): a bad or
+    unknown flag is refused in one `error:` line, with exit status 1, where absl prints a FATAL
+    line and a hint."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as err:
+        sys.exit("error: %s (--help lists the flags)" % err)
 
 
 @contextlib.contextmanager

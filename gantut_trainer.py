@@ -32,7 +32,7 @@ from gantut_gan import DCGAN, LOSSES, image_size_error, valid_image_size
 from gantut_imgfuncs import grid_shape, inverse_transform, save_images, to_uint8
 from gantut_quiz import write_quiz
 from gantut_run import (bf16_wins, fused_batch_norm_wins, log_metrics, new_session,
-                        record_settings, saved_settings, training_folders)
+                        parse_flags, record_settings, saved_settings, training_folders)
 from gantut_utils import ALL_CORES, node_line, register_flag_checks
 
 
@@ -149,7 +149,7 @@ LEGACY_SETTINGS = {"loss": "gan"}
 # Adam's settings for --loss wgan-gp where the user sets none (Gulrajani et al. 2017).
 WGAN_GP_ADAM = {"learning_rate": 0.0001, "beta1": 0.5, "beta2": 0.9}
 
-# Flags that make no sense are refused at start, naming the flag (absl prints the message).
+# Flags that make no sense are refused at start, naming the flag (parse_flags prints the message).
 register_flag_checks(flags, at_least=(
     ("epoch", 1), ("batch_size", 1), ("train_size", 1), ("c_dim", 1), ("z_dim", 1),
     ("gf_dim", 1), ("df_dim", 1), ("demo_images", 1), ("sample_freq", 1), ("ckpt_freq", 1),
@@ -320,6 +320,5 @@ def main(_):
 
 
 if __name__ == "__main__":
-    # absl's runner (what tf.app.run wraps) refuses unknown flags and prints a bad flag's
-    # message without a traceback.
-    app.run(main)
+    # absl's runner (what the post's tf.app.run wraps); a bad flag is one `error:` line.
+    app.run(main, flags_parser=parse_flags)

@@ -28,8 +28,8 @@ from gantut_dataset import DatasetError, split_holdout
 from gantut_imgfuncs import center_crop, imread, save_images, transform
 from gantut_pix2pix import (MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, UNREADABLE, Pix2Pix, load_pairs,
                             receptive_field, valid_image_size)
-from gantut_run import (bf16_wins, first_line, new_session, record_settings, saved_settings,
-                        training_folders)
+from gantut_run import (bf16_wins, first_line, new_session, parse_flags, record_settings,
+                        saved_settings, training_folders)
 from gantut_utils import ALL_CORES, Progress, image_files, node_line, register_flag_checks
 
 flags = tf.app.flags
@@ -105,7 +105,7 @@ flags.DEFINE_string("out_dir", "translated",
 flags.DEFINE_boolean("verbose", gantut_tfenv.VERBOSE, gantut_tfenv.VERBOSE_HELP)
 FLAGS = flags.FLAGS
 
-# Flags that make no sense are refused at start, naming the flag (absl prints the message).
+# Flags that make no sense are refused at start, naming the flag (parse_flags prints the message).
 register_flag_checks(flags, at_least=(
     ("epoch", 1), ("batch_size", 1), ("gf_dim", 1), ("df_dim", 1), ("dense_layers", 0),
     ("l1_lambda", 0), ("eval_pairs", 1), ("demo_pairs", 2), ("sample_freq", 1),
@@ -254,5 +254,5 @@ def main(_):
 
 
 if __name__ == "__main__":
-    # absl's runner refuses unknown flags and prints a bad flag's message without a traceback.
-    app.run(main)
+    # absl's runner (what the post's tf.app.run wraps); a bad flag is one `error:` line.
+    app.run(main, flags_parser=parse_flags)

@@ -37,6 +37,14 @@ def run_trainer(cwd, *args, timeout=300, script="gantut_trainer.py"):
                           cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
+def assert_refused(result, start):
+    """`result` (a CompletedProcess) stopped with exit status 1 and one line of ours on stderr,
+    beginning with `start` (not absl's FATAL line and its hint, nor a traceback)."""
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert result.stderr.splitlines() == [result.stderr.strip()]
+    assert result.stderr.startswith(start), result.stderr
+
+
 def interrupt_when(script, cwd, args, ready, signum):
     """Start the repository's `script` in `cwd`, send it `signum` as soon as `ready(output so
     far)` is true, and return (its exit code, its whole output, stderr included)."""
