@@ -306,14 +306,15 @@ class DCGAN(Resumable):
             # After the updates above: the copies' batch-norm ops (generator_1/...) would
             # match their scopes. A step makes 2 G updates with the posts' loss, 0 or 1 with
             # WGAN-GP (g_updates).
-            self.one_run_steps = {count: self.one_run_step(d_optim, g_adam, count)
+            self.one_run_steps = {count: self.one_run_step(d_optim, g_adam, count, g_updates)
                                   for count in ((0, 1) if self.loss == "wgan-gp" else (2,))}
         return d_optim, g_optim
 
-    def one_run_step(self, d_optim, g_adam, g_updates):
+    def one_run_step(self, d_optim, g_adam, g_updates, norm_updates):
         """The whole training step as one op (addition): D's update, then `g_updates` G updates
         with `g_adam` on the same noise, each on a pass of D that reads D's weights only after
-        the update before it has run (control dependencies).
+        the update before it has run (control dependencies). `norm_updates` are the batch-norm
+        updates of G's first pass (self.G).
 
         The same sums as the posts' three `sess.run` calls (posts_step), in one: a step needs
         no host round trip but the batch feed, so a GPU never waits on Python between the
@@ -322,9 +323,7 @@ class DCGAN(Resumable):
         Each later one takes a fresh pass of G, after the G update before it. Returns (op, the
         losses to fetch with it: D's from the D update, g_loss from the last G update).
         """
-        op, losses = d_optim, dict(self.losses)
-        fake = self.G
-        norm_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS, scope="generator/")
+        op, losses, fake = d_optim, dict(self.losses), self.G
         for update in range(g_updates):
             with tf.control_dependencies([op]), \
                     tf.variable_scope(tf.get_variable_scope(), reuse=True):

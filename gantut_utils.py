@@ -160,19 +160,40 @@ class Progress:
         self.done += count
         now = time.monotonic()
         if now - self.shown >= self.interval or self.done >= self.total:
-            self.shown = now
             rate = self.done / max(now - self.started, 1e-6)
             eta = (self.total - self.done) / rate if rate else float("inf")
-            end = "\r" if self.on_terminal and self.done < self.total else "\n"
-            self.stream.write("%s: %d/%d %s, %.1f %s/s, ETA %s%s" % (
-                self.label, self.done, self.total, self.unit, rate, self.unit,
-                format_seconds(eta), end))
-            self.stream.flush()
+            self.show(now, "%d/%d %s, %.1f %s/s, ETA %s" % (
+                self.done, self.total, self.unit, rate, self.unit, format_seconds(eta)),
+                final=self.done >= self.total)
+
+    def show(self, now, text, final):
+        """Write `label: text` at time `now`: in place on a terminal until the `final` line."""
+        self.shown = now
+        end = "\r" if self.on_terminal and not final else "\n"
+        self.stream.write("%s: %s%s" % (self.label, text, end))
+        self.stream.flush()
 
     def note(self, message):
         """Print a message on its own line, clearing a progress line in the way."""
         self.stream.write(("\r\033[K" if self.on_terminal else "") + message + "\n")
         self.stream.flush()
+
+
+def timed_steps(seconds, label, per_step=1, unit="images", stream=None):
+    """1, 2, 3, ... for as long as `seconds` of wall time last (project helper: benchmarks that
+    train for a fixed time), with a Progress line after the steps: how many, the rate in
+    `unit`/s (`per_step` of them a step) and the time left."""
+    progress = Progress(label, seconds, unit, stream)
+    step, elapsed = 0, 0.0
+    while elapsed < seconds:
+        step += 1
+        yield step
+        now = time.monotonic()
+        elapsed = now - progress.started
+        if now - progress.shown >= progress.interval or elapsed >= seconds:
+            progress.show(now, "%d steps, %.1f %s/s, %s left" % (
+                step, step * per_step / max(elapsed, 1e-6), unit,
+                format_seconds(max(seconds - elapsed, 0))), final=elapsed >= seconds)
 
 
 class FolderBusy(Exception):

@@ -21,6 +21,7 @@ baselines that need no model, the front view itself and the mean side view of th
 --figure writes 8 test pairs as rows of input | generated | target, two pairs per row.
 """
 import argparse
+import itertools
 import os
 import sys
 import tempfile
@@ -40,7 +41,7 @@ from gantut_imgfuncs import save_images  # noqa: E402
 from gantut_pix2pix import (Pix2Pix, feed_pairs, load_pairs, pair_views,  # noqa: E402
                             sample_rows)
 from gantut_run import bf16_wins, session_config  # noqa: E402
-from gantut_utils import ALL_CORES  # noqa: E402
+from gantut_utils import ALL_CORES, timed_steps  # noqa: E402
 
 DEMO_SIZE = 64
 # The trainer's flags that feed_pairs and pair_views read, at their defaults.
@@ -99,16 +100,15 @@ def demo_pairs(data_dir):
 
 
 def train_for(model, pairs, rows, minutes):
-    """Train on `rows` of `pairs` for `minutes` of wall time, epoch after epoch; return steps."""
-    deadline = time.monotonic() + 60 * minutes
-    step, epoch = 0, 0
-    while time.monotonic() < deadline:
-        for _, inputs, targets in feed_pairs(pairs, rows, FEED, seed=0, epoch=epoch):
-            model.train_step(inputs, targets)
-            step += 1
-            if time.monotonic() >= deadline:
-                break
-        epoch += 1
+    """Train on `rows` of `pairs` for `minutes` of wall time, epoch after epoch, with a progress
+    line; return steps."""
+    batches = (batch for epoch in itertools.count()
+               for batch in feed_pairs(pairs, rows, FEED, seed=0, epoch=epoch))
+    step = 0
+    # timed_steps first: zip stops at its end without drawing another batch.
+    for step, (_, inputs, targets) in zip(timed_steps(60 * minutes, "training pix2pix",
+                                                      FEED.batch_size, "pairs"), batches):
+        model.train_step(inputs, targets)
     return step
 
 

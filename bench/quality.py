@@ -37,7 +37,7 @@ from gantut_dataset import load_dataset, split_rows  # noqa: E402
 from gantut_gan import LOSSES  # noqa: E402
 from gantut_imgfuncs import inverse_transform, save_images, to_uint8  # noqa: E402
 from gantut_run import fused_batch_norm_wins  # noqa: E402
-from gantut_utils import ALL_CORES  # noqa: E402
+from gantut_utils import ALL_CORES, timed_steps  # noqa: E402
 from train_throughput import (demo_images, device_line, tf_training,  # noqa: E402
                               torch_peer_model, training_work)
 
@@ -98,13 +98,12 @@ def split_held_out(images, count, seed):
     return images[kept], np.asarray(images[held_out])
 
 
-def train_for(train_step, work, seconds):
-    """Train on (batch, noise) pairs from `work` until `seconds` have passed; return the steps."""
-    deadline = time.perf_counter() + seconds
+def train_for(name, train_step, work, seconds):
+    """Train `name` on (batch, noise) pairs from `work` until `seconds` have passed, with a
+    progress line; return the steps."""
     steps = 0
-    while time.perf_counter() < deadline:
+    for steps in timed_steps(seconds, "training " + name, BATCH_SIZE):
         train_step(*next(work))
-        steps += 1
     return steps
 
 
@@ -126,13 +125,15 @@ def train_and_sample(args, training_images, sample_z):
     for loss in args.loss:
         with tf_training(args.threads, args.bf16, IMAGE_SIZE, BATCH_SIZE, loss,
                          args.fused_bn) as (dcgan, train_tf):
-            steps = train_for(train_tf, training_work(training_images, BATCH_SIZE), seconds)
-            results[model_name(loss)] = (steps, dcgan.generate(sample_z))
+            name = model_name(loss)
+            steps = train_for(name, train_tf, training_work(training_images, BATCH_SIZE),
+                              seconds)
+            results[name] = (steps, dcgan.generate(sample_z))
     if args.peer:
         peer_model = torch_peer_model(args.threads, IMAGE_SIZE, bf16=args.bf16,
                                       compile=args.peer_compile)
         print("peer: %s" % peer_model.mode(), flush=True)
-        peer_steps = train_for(peer_model.train_step,
+        peer_steps = train_for("peer", peer_model.train_step,
                                training_work(training_images, BATCH_SIZE), seconds)
         results["peer"] = (peer_steps, peer_model.generate(sample_z))
     return results

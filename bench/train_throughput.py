@@ -20,7 +20,10 @@ whether TensorFlow sees a GPU) and the levers that are on. Last line:
 
     tf_img_per_s=<median over steps> torch_img_per_s=<median over steps> ratio=<tf / torch>
 
-(torch_compile_img_per_s with --peer torch-compile.)
+(torch_compile_img_per_s with --peer torch-compile.) `--peer posts` instead times the same
+TensorFlow graph trained by the posts' three `sess.run` calls per step (DCGAN.posts_step, which
+runs G three times a step where our one run reuses D's G pass and runs it twice), in a session
+of its own: posts_img_per_s.
 
 `--loss wgan-gp` times WGAN-GP's steps instead (one critic update per batch, a G update every
 fifth). `--profile` also traces one training step (TensorFlow's FULL_TRACE step stats, after the
@@ -57,7 +60,7 @@ from gantut_run import (BF16_INSTRUCTIONS, cpu_flags, cpu_info,  # noqa: E402
 from gantut_trainer import WGAN_GP_ADAM  # noqa: E402
 from gantut_utils import ALL_CORES  # noqa: E402
 
-PEERS = ("torch", "torch-compile")
+PEERS = ("torch", "torch-compile", "posts")
 # Op types counted as convolution in --profile, after stripping oneDNN's prefixes.
 CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter", "FusedConv2D",
             "Conv2DWithBias", "Conv2DBackpropFilterWithBias", "Conv2DTranspose",
@@ -87,7 +90,8 @@ def parse_args():
     parser.add_argument("--peer", choices=PEERS,
                         help="also time this framework's version of the model, alternating "
                              "with TensorFlow, and compare the two (torch-compile: the same "
-                             "under torch.compile)")
+                             "under torch.compile; posts: our graph trained by the posts' "
+                             "three sess.run calls)")
     parser.add_argument("--block", type=int, default=5,
                         help="with --peer: steps each framework runs before the other's turn [5]")
     parser.add_argument("--profile", action="store_true",
@@ -115,10 +119,11 @@ def endless_batches(images, batch_size, augment=False):
 
 
 @contextlib.contextmanager
-def tf_training(threads, bf16, image_size, batch_size, loss="gan", fused_bn=False):
+def tf_training(threads, bf16, image_size, batch_size, loss="gan", fused_bn=False,
+                posts=False):
     """(model, step): the project's DCGAN in its own graph and session, and a function training
     it one step on (batch, noise), the way the trainer does (with the trainer's Adam settings
-    for `loss`)."""
+    for `loss`), or with `posts` in the posts' three runs."""
     with tf.Graph().as_default(), tf.Session(config=session_config(threads, bf16)) as sess:
         tf.set_random_seed(0)
         dcgan = DCGAN(sess, image_size=image_size, batch_size=batch_size, loss=loss,
@@ -128,7 +133,8 @@ def tf_training(threads, bf16, image_size, batch_size, loss="gan", fused_bn=Fals
         d_optim, g_optim = dcgan.optimizers(*adam)
         sess.run(tf.global_variables_initializer())
         steps = itertools.count(1)
-        yield dcgan, lambda batch, batch_z: dcgan.train_step(
+        step = dcgan.posts_step if posts else dcgan.train_step
+        yield dcgan, lambda batch, batch_z: step(
             d_optim, g_optim, batch, batch_z, g_updates=dcgan.g_updates(next(steps)))
 
 
@@ -204,16 +210,28 @@ def measure_with_peer(args, images):
     work = training_work(images, args.batch_size)
     seconds = {"tf": [], "peer": []}
     with tf_training(args.threads, args.bf16, args.image_size, args.batch_size,
-                     fused_bn=args.fused_bn) as (_, train_tf):
-        peer = torch_peer_model(args.threads, args.image_size, bf16=args.bf16,
-                                compile=args.peer == "torch-compile")
-        print("peer: %s %s" % (args.peer, peer.mode()), flush=True)
-        trainers = {"tf": train_tf, "peer": peer.train_step}
+                     fused_bn=args.fused_bn) as (_, train_tf), peer_training(args) as train_peer:
+        trainers = {"tf": train_tf, "peer": train_peer}
         for _ in range(math.ceil((args.warmup + args.steps) / args.block)):
             block = list(itertools.islice(work, args.block))
             for name, train in trainers.items():
                 seconds[name] += [step for step, _ in time_steps(train, iter(block), len(block))]
     return {name: np.array(steps[args.warmup:]) for name, steps in seconds.items()}
+
+
+@contextlib.contextmanager
+def peer_training(args):
+    """The step function of --peer: the PyTorch model, or our graph in the posts' three runs."""
+    if args.peer == "posts":
+        print("peer: posts three sess.run calls per step, same levers", flush=True)
+        with tf_training(args.threads, args.bf16, args.image_size, args.batch_size,
+                         fused_bn=args.fused_bn, posts=True) as (_, train):
+            yield train
+        return
+    peer = torch_peer_model(args.threads, args.image_size, bf16=args.bf16,
+                            compile=args.peer == "torch-compile")
+    print("peer: %s %s" % (args.peer, peer.mode()), flush=True)
+    yield peer.train_step
 
 
 class TracingSession(object):

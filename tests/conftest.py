@@ -1,6 +1,7 @@
 """Shared helpers for the tests: real image files in temp folders, real TF sessions, and the
 trainer run as a real subprocess."""
 import glob
+import json
 import os
 import subprocess
 import sys
@@ -43,6 +44,20 @@ def assert_refused(result, start):
     assert result.returncode == 1, result.stderr[-3000:]
     assert result.stderr.splitlines() == [result.stderr.strip()]
     assert result.stderr.startswith(start), result.stderr
+
+
+def flag_errors(module, *argvs):
+    """What the trainer `module`'s flag parser (gantut_run.parse_flags) says of each argv: its
+    one-line error, or None if it parses. One process imports the trainer for all of them."""
+    script = ("import json, sys, gantut_run, %s\nerrors = []\n"
+              "for argv in json.loads(sys.argv[1]):\n"
+              "    try:\n        gantut_run.parse_flags([%r] + argv)\n        errors.append(None)\n"
+              "    except SystemExit as stop:\n        errors.append(str(stop.code))\n"
+              "    gantut_run.flags.FLAGS.unparse_flags()\n"
+              "print(json.dumps(errors))" % (module, module))
+    out = subprocess.run([sys.executable, "-c", script, json.dumps(argvs)], cwd=REPO,
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def interrupt_when(script, cwd, args, ready, signum):

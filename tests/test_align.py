@@ -25,7 +25,7 @@ from PIL import Image
 import align_faces as af  # importable: conftest.py puts the repository on sys.path
 import gantut_utils
 from gantut_imgfuncs import open_image
-from gantut_utils import HOST, TEMP_NAME, Progress
+from gantut_utils import HOST, TEMP_NAME, Progress, timed_steps
 
 SCRIPT = Path(__file__).resolve().parent.parent / 'align_faces.py'
 SIZE = 64
@@ -294,6 +294,17 @@ def test_progress_adds_a_line_to_a_log_every_10_seconds(monkeypatch):
     assert log.getvalue().splitlines() == ['aligning: 3/5 images, 0.3 images/s, ETA 0m07s',
                                            'aligning: 5/5 images, 0.4 images/s, ETA 0m00s',
                                            'unreadable: x.jpg']
+
+
+def test_timed_steps_run_out_with_the_time_and_show_steps_rate_and_time_left(monkeypatch):
+    fake_clock(monkeypatch, 0.0, 4.0, 8.0, 12.0, 16.0, 20.0, 24.0, 28.0)
+    log = io.StringIO()
+    steps = list(timed_steps(25, 'training ours', 64, 'images', log))
+    assert steps == [1, 2, 3, 4, 5, 6, 7]  # the step begun at 24 s, before the end, is the last
+    assert log.getvalue().splitlines() == [
+        'training ours: 3 steps, 16.0 images/s, 0m13s left',  # every 10 s in a log
+        'training ours: 6 steps, 16.0 images/s, 0m01s left',
+        'training ours: 7 steps, 16.0 images/s, 0m00s left']  # and at the end
 
 
 # --- The command line on good and bad files --------------------------------------

@@ -12,8 +12,8 @@ import pytest
 import tensorflow.compat.v1 as tf
 from PIL import Image
 
-from conftest import (REPO, TINY, assert_refused, checkpoint_steps, interrupt_when, run_trainer,
-                      write_images)
+from conftest import (REPO, TINY, assert_refused, checkpoint_steps, flag_errors, interrupt_when,
+                      run_trainer, write_images)
 
 PROGRESS = re.compile(r"^Epoch \[ *(\d+)\] \[ *(\d+)/ *(\d+)\] time: [\d.]+, d_loss: [\d.]+, "
                       r"g_loss: [\d.]+", re.M)
@@ -111,13 +111,21 @@ def test_ctrl_c_saves_a_checkpoint_and_the_next_run_resumes_there(tmp_path):
     assert steps == list(range(1, len(steps) + 1)) and len(steps) > step
 
 
-# (--image_size 50: test_wgan, with the nearest sizes.)
-@pytest.mark.parametrize("flag,value", [("epoch", "-1"), ("batch_size", "0"), ("c_dim", "2"),
-                                        ("learning_rate", "0.0")])
-def test_a_flag_that_makes_no_sense_is_refused_by_name(tmp_path, flag, value):
-    result = run_trainer(str(tmp_path), "--dataset", "x", "--%s=%s" % (flag, value))
-    assert_refused(result, "error: flag --%s=%s: --%s" % (flag, value, flag))
-    assert not os.path.exists(tmp_path / "checkpoint")  # refused before anything was made
+def test_flags_that_make_no_sense_are_refused_by_name():
+    bad = [("epoch", "-1"), ("batch_size", "0"), ("c_dim", "2"), ("learning_rate", "0.0"),
+           ("holdout", "1.0"), ("image_size", "50")]
+    errors = flag_errors("gantut_trainer", *[["--%s=%s" % case] for case in bad])
+    for (flag, value), error in zip(bad, errors):
+        assert error.startswith("error: flag --%s=%s: --%s" % (flag, value, flag)), error
+    assert "Nearest valid: 48 or 56" in errors[-1]
+    assert flag_errors("gantut_trainer", ["--epoch=1"], ["--no_such_flag=1"]) == [
+        None, "error: Unknown command line flag 'no_such_flag' (--help lists the flags)"]
+
+
+def test_the_trainer_refuses_a_bad_flag_in_one_line_before_making_anything(tmp_path):
+    result = run_trainer(str(tmp_path), "--dataset", "x", "--epoch=-1")
+    assert_refused(result, "error: flag --epoch=-1: --epoch must be at least 1")
+    assert not os.listdir(tmp_path)
 
 
 def test_help_lists_every_flag():
