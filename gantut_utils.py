@@ -158,13 +158,16 @@ class Progress:
     def advance(self, count=1):
         """Count `count` more finished items and show the line when it is due."""
         self.done += count
-        now = time.monotonic()
-        if now - self.shown >= self.interval or self.done >= self.total:
+        now, final = time.monotonic(), self.done >= self.total
+        if self.due(now, final):
             rate = self.done / max(now - self.started, 1e-6)
             eta = (self.total - self.done) / rate if rate else float("inf")
             self.show(now, "%d/%d %s, %.1f %s/s, ETA %s" % (
-                self.done, self.total, self.unit, rate, self.unit, format_seconds(eta)),
-                final=self.done >= self.total)
+                self.done, self.total, self.unit, rate, self.unit, format_seconds(eta)), final)
+
+    def due(self, now, final):
+        """Whether a line is due at `now`: the `final` one always, the others every interval."""
+        return final or now - self.shown >= self.interval
 
     def show(self, now, text, final):
         """Write `label: text` at time `now`: in place on a terminal until the `final` line."""
@@ -190,10 +193,10 @@ def timed_steps(seconds, label, per_step=1, unit="images", stream=None):
         yield step
         now = time.monotonic()
         elapsed = now - progress.started
-        if now - progress.shown >= progress.interval or elapsed >= seconds:
+        if progress.due(now, elapsed >= seconds):
             progress.show(now, "%d steps, %.1f %s/s, %s left" % (
                 step, step * per_step / max(elapsed, 1e-6), unit,
-                format_seconds(max(seconds - elapsed, 0))), final=elapsed >= seconds)
+                format_seconds(max(seconds - elapsed, 0))), elapsed >= seconds)
 
 
 class FolderBusy(Exception):

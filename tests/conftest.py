@@ -55,8 +55,14 @@ def flag_errors(module, *argvs):
               "    except SystemExit as stop:\n        errors.append(str(stop.code))\n"
               "    gantut_run.flags.FLAGS.unparse_flags()\n"
               "print(json.dumps(errors))" % (module, module))
-    out = subprocess.run([sys.executable, "-c", script, json.dumps(argvs)], cwd=REPO,
-                         capture_output=True, text=True, check=True).stdout
+    return python_json(script, json.dumps(argvs))
+
+
+def python_json(script, *args):
+    """Run the Python `script` with `args` in a new interpreter in the repository; return the
+    JSON it prints as its last line."""
+    out = subprocess.run([sys.executable, "-c", script, *args], cwd=REPO, capture_output=True,
+                         text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 

@@ -1,14 +1,11 @@
 """Every flag of both trainers says what it does and what its default is, and the posts' nine
 come first in gantut_trainer.py, in the post's order (Part 5)."""
 import functools
-import json
 import re
-import subprocess
-import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import python_json
 
 # Part 5's flags, in the post's order, with the post's defaults.
 POST_FLAGS = [("epoch", 20), ("learning_rate", 0.0002), ("beta1", 0.5),
@@ -24,9 +21,7 @@ def module_flags(module):
     script = ("import json, %s; from absl import flags; print(json.dumps([(f.name, f.help, "
               "f.default if f.default != float('inf') else 'inf') for f in "
               "flags.FLAGS.get_flags_for_module(%r)]))" % (module, module))
-    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
-                         text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return python_json(script)
 
 
 def default_text(default):
