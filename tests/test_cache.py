@@ -36,12 +36,8 @@ def test_a_failed_run_on_broken_files_keeps_the_demo_cache(tmp_path):
     assert failed.returncode == 1
     assert "no usable image" in failed.stderr and "--batch_size" not in failed.stderr
     after = caches(tmp_path / "checkpoint")
-    assert {name: after[name] for name in before} == before  # untouched, not rebuilt
-
-    again = run_trainer(str(tmp_path), *(demo[:-len(TINY)] + ["--epoch", "2"] + TINY))
-    assert again.returncode == 0, again.stderr[-2000:]
-    assert "decoding images" not in again.stderr
-    assert "An existing model was found" in again.stdout
+    # Untouched, so the next run reads it as it is (the next test checks a cache is reused).
+    assert {name: after[name] for name in before} == before
 
 
 def test_a_changed_folder_retires_only_its_own_old_cache_once_the_new_one_is_whole(tmp_path):
@@ -76,7 +72,7 @@ def test_a_failed_pix2pix_run_keeps_the_demo_pair_cache(tmp_path):
                          *TINY_PIX2PIX, script="pix2pix_trainer.py")
     assert failed.returncode == 1
     after = caches(tmp_path / "ck")
-    # Untouched, so the next run reads it as it is (test_pix2pix checks a cache is reused).
+    # Untouched, so the next run reads it as it is (test_pix2pix checks a pair cache is reused).
     assert {name: after[name] for name in before} == before
 
 
