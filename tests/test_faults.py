@@ -3,7 +3,7 @@ processes and real signals, and check that nothing is lost (project addition; se
 
 Run alone with `pytest -m faults`. The summary line `faults: kills=... resumed=...
 lost_steps_max=... corrupt=...` is printed at the end of the run. Each random-kill series kills
-KILLS times (4; `GANTUT_FAULT_KILLS=20 python -m pytest -m faults` for a longer hunt).
+KILLS times (3; `GANTUT_FAULT_KILLS=20 python -m pytest -m faults` for a longer hunt).
 """
 import glob
 import os
@@ -27,7 +27,7 @@ from test_trainer import progress
 pytestmark = pytest.mark.faults
 
 STEPS_PER_EPOCH = 6  # 24 images in batches of 4
-KILLS = int(os.environ.get("GANTUT_FAULT_KILLS", 4))  # SIGKILLs per random-kill series
+KILLS = int(os.environ.get("GANTUT_FAULT_KILLS", 3))  # SIGKILLs per random-kill series
 
 
 def start_trainer(cwd, *args):
