@@ -193,10 +193,11 @@ def timed_steps(seconds, label, per_step=1, unit="images", stream=None):
         yield step
         now = time.monotonic()
         elapsed = now - progress.started
-        if progress.due(now, elapsed >= seconds):
+        final = elapsed >= seconds
+        if progress.due(now, final):
             progress.show(now, "%d steps, %.1f %s/s, %s left" % (
                 step, step * per_step / max(elapsed, 1e-6), unit,
-                format_seconds(max(seconds - elapsed, 0))), elapsed >= seconds)
+                format_seconds(max(seconds - elapsed, 0))), final)
 
 
 class FolderBusy(Exception):
