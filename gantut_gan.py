@@ -14,10 +14,11 @@ the image down to 4x4. Channel widths are multiples of `gf_dim`/`df_dim`: 8, 4, 
 images, as in the post, capped at 8 for bigger images.
 
 The class holds the post's methods in the post's order (`build_model`, `generator`,
-`discriminator`, `train`, `save`, `load`), then ours, marked as additions: the WGAN-GP loss,
-the pieces of the training step, sample grids, generation and per-epoch evaluation. What every
-stage's trainer shares (checkpoints, settings, stop requests, logs) is in gantut_run.py, the
-image data in gantut_dataset.py, and image completion in gantut_complete.py.
+`discriminator`, `train`, `save`, `load`), then ours, marked as additions: the WGAN-GP loss, the
+optimisers and the one-run step, sample grids, generation and per-epoch evaluation. `train`
+holds the post's loop and its three `sess.run` calls; the run machinery it owns (checkpoints,
+stop requests, logs) is gantut_run.TrainingRun, the image data is gantut_dataset.py, and image
+completion gantut_complete.py.
 """
 import gantut_tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
 
@@ -31,8 +32,8 @@ from gantut_datafuncs import (batch_norm, conv2d, conv2d_transpose, dataset_file
 from gantut_dataset import feed_batches, load_dataset, split_holdout
 from gantut_imgfuncs import grid_shape, inverse_transform, save_images, to_uint8, transform
 from gantut_plots import write_progress_gif
-from gantut_run import (LossLog, Resumable, Speedometer, StopRequest, check_finite, load_model,
-                        log_metrics, save_model, save_sample_grid)
+from gantut_run import (TrainingRun, log_metrics, restore_checkpoint, save_checkpoint,
+                        save_sample_grid)
 
 # dataset_files is re-exported: the post defined it in this module.
 __all__ = ["DCGAN", "dataset_files", "valid_image_size"]
@@ -42,7 +43,7 @@ LOSSES = ("gan", "wgan-gp")
 WGAN_GP_SCALARS = ("gradient_penalty", "wasserstein_estimate")
 
 
-class DCGAN(Resumable):
+class DCGAN(object):
     """Deep convolutional GAN of the posts (Part 4).
 
     Build it inside a Session: `DCGAN(sess, image_size=64, batch_size=64, checkpoint_dir=...)`
@@ -118,7 +119,7 @@ class DCGAN(Resumable):
                 d_scalars, g_scalars = self.wgan_gp_losses()
             else:
                 d_scalars, g_scalars = self.gan_losses()
-        # The losses train_step reports: the posts' two, and WGAN-GP's own.
+        # The losses a training step fetches: the posts' two, and WGAN-GP's own.
         reported = ["d_loss", "g_loss"] + (list(WGAN_GP_SCALARS) if self.loss == "wgan-gp" else [])
         self.losses = {name: getattr(self, name) for name in reported}
 
@@ -139,14 +140,13 @@ class DCGAN(Resumable):
         self.d_vars = [var for var in t_vars if has_prefix(var, "d_")]
         self.g_vars = [var for var in t_vars if has_prefix(var, "g_")]
 
-        self.build_position()
         with tf.variable_scope("state"):
             # The fixed sample noise lives in the checkpoint too, so a resumed run's grids keep
             # showing the same faces.
             self.sample_z = tf.get_variable("sample_z", [self.sample_size, self.z_dim],
                                             initializer=tf.random_uniform_initializer(-1, 1),
                                             trainable=False)
-        # Model weights only, enough to generate; train() makes one that also keeps Adam's state.
+        # Model weights only, enough to generate; training's TrainingRun also keeps Adam's state.
         self.saver = tf.train.Saver()
 
     def generator(self, z):
@@ -192,65 +192,80 @@ class DCGAN(Resumable):
     def train(self, config, images=None):
         """Train on `config.dataset` (or on `images`, a uint8 array already loaded) (Part 4).
 
-        `config` carries the trainer's flags: epoch, learning_rate, beta1, train_size,
-        batch_size, dataset, sample_dir, checkpoint_dir, logs_dir, sample_freq, ckpt_freq,
-        summary_freq, seed, max_to_keep, progress_gif, holdout, eval_every_epoch,
-        eval_samples. Ctrl-C or SIGTERM saves a checkpoint after the step under way and
-        returns; a later call with the same folders resumes.
+        `config` carries the trainer's flags (gantut_trainer.py). Ctrl-C or SIGTERM saves a
+        checkpoint after the step under way and returns; a later call with the same folders
+        resumes there.
         """
         if images is None:
             images = load_dataset(config.dataset, self.image_size, self.c_dim, self.is_crop,
                                   config.train_size, cache_dir=config.checkpoint_dir)
         train_rows, holdout_rows = split_holdout(len(images), config.holdout)
-        self.holdout_images = images[holdout_rows[:config.eval_samples]]
-        batches = len(train_rows) // self.batch_size
-        d_optim, g_optim = self.optimizers(config.learning_rate, config.beta1, config.beta2)
-        self.saver = tf.train.Saver(max_to_keep=config.max_to_keep)
-        self.sess.run(tf.global_variables_initializer())
-        self.writer = tf.summary.FileWriter(config.logs_dir, self.sess.graph)
-        step, start_epoch, start_batch = self.resume(config)
-        self.loss_log = LossLog(config.logs_dir, step)
-        self.sample_images = transform(images[:self.sample_size], is_crop=False)
-        save_images(self.sample_images, grid_shape(len(self.sample_images)),
+        holdout_images = images[holdout_rows[:config.eval_samples]]
+        batch_idxs = len(train_rows) // self.batch_size
+        d_optim, g_optim, one_run_steps = self.optimizers(config.learning_rate, config.beta1,
+                                                          config.beta2)
+        # Ours: the position, Saver, writer, loss log, speed and stop requests (gantut_run).
+        run = TrainingRun(self.sess, config, self.model_name, self.shape_flags,
+                          config.epoch * batch_idxs, self.batch_size)
+        step = run.start.step
+        rng = np.random.default_rng(None if config.seed is None else [config.seed, step])
+        sample_images = transform(images[:self.sample_size], is_crop=False)
+        save_images(sample_images, grid_shape(len(sample_images)),
                     os.path.join(config.sample_dir, "real_samples.png"))
-        speed = Speedometer(step, config.epoch * batches, self.batch_size)
-        try:
-            with StopRequest() as stop:
-                for epoch in range(start_epoch, config.epoch):
-                    for idx, batch in feed_batches(images, self.batch_size, self.data_seed, epoch,
-                                                   start_batch if epoch == start_epoch else 0,
-                                                   train_rows, config.augment):
-                        step += 1
-                        batch_z = self.rng.uniform(-1, 1, [self.batch_size, self.z_dim])
-                        losses = self.train_step(
-                            d_optim, g_optim, batch, batch_z,
-                            step if step % config.summary_freq == 0 else None,
-                            self.g_updates(step))
-                        print("Epoch [%2d] [%4d/%4d] time: %4.4f, %s, %s"
-                              % (epoch, idx, batches, speed.elapsed(), ", ".join(
-                                  "%s: %.8f" % item for item in losses.items()),
-                                 speed.report(step)))
-                        check_finite(step, epoch, idx, config, **losses)
-                        self.loss_log.add(step, epoch, losses)
-                        if step % config.sample_freq == 0:
-                            self.sample(config.sample_dir, "train_%02d-%04d.png" % (epoch, idx))
-                        if self.checkpoint_due(stop, config, step, (step, epoch, idx + 1)):
-                            return
-                    self.end_epoch(config, epoch, step)
-        finally:
-            self.writer.close()
+        with run:
+            for epoch in range(run.start.epoch, config.epoch):
+                batches = feed_batches(images, self.batch_size, run.start.data_seed, epoch,
+                                       run.first_batch(epoch), train_rows, config.augment)
+                for idx, batch_images in batches:
+                    step += 1
+                    batch_z = rng.uniform(-1, 1, [self.batch_size, self.z_dim])
+                    feed = {self.images: batch_images, self.z: batch_z, self.is_training: True}
+                    g_updates = self.g_updates_after(step)
+                    if step % config.summary_freq == 0:
+                        # Update D network
+                        _, losses, summary_str = self.sess.run(
+                            [d_optim, self.losses, self.d_sum], feed)
+                        run.writer.add_summary(summary_str, step)
+                        # Update G network, twice "to make sure that d_loss does not go to
+                        # zero" (WGAN-GP: once every n_critic steps); the last one's summary
+                        for _ in range(g_updates):
+                            _, losses["g_loss"], summary_str = self.sess.run(
+                                [g_optim, self.g_loss, self.g_sum], feed)
+                        if g_updates:
+                            run.writer.add_summary(summary_str, step)
+                    else:
+                        # Ours: the same D and G updates in one run (one_run_step), faster.
+                        _, losses = self.sess.run(one_run_steps[g_updates], feed)
+                    print("Epoch [%2d] [%4d/%4d] time: %4.4f, %s, %s"
+                          % (epoch, idx, batch_idxs, run.speed.elapsed(),
+                             ", ".join("%s: %.8f" % item for item in losses.items()),
+                             run.speed.report(step)))
+                    run.record(step, epoch, idx, losses)
+                    if step % config.sample_freq == 0:
+                        self.sample(config.sample_dir, "train_%02d-%04d.png" % (epoch, idx),
+                                    sample_images)
+                    if run.checkpoint_due(step, epoch, idx + 1):
+                        return
+                # Ours: the epoch's grid and GIF, quality figures, then a checkpoint.
+                self.sample(config.sample_dir, "epoch_%02d.png" % epoch, sample_images)
+                if config.progress_gif:
+                    write_progress_gif(config.sample_dir, epoch + 1)
+                if config.eval_every_epoch and len(holdout_images):
+                    log_metrics(run.writer, config.logs_dir, epoch, step,
+                                self.evaluate(holdout_images))
+                run.end_epoch(step, epoch)
 
-    def save(self, checkpoint_dir, step, position=None):
-        """Save the variables as `checkpoint_dir/DCGAN.model-step` (Part 4), with the training
-        position (step, epoch, batch) if given, so a resumed run carries on there; return the
-        checkpoint's path."""
-        return save_model(self, checkpoint_dir, step, position)
+    def save(self, checkpoint_dir, step):
+        """Save the model's variables as `checkpoint_dir/DCGAN.model-step`; return the
+        checkpoint's path (Part 4). Training saves through its TrainingRun, which also keeps
+        Adam's state and the training position."""
+        return save_checkpoint(self.sess, self.saver, checkpoint_dir, self.model_name, step)
 
     def load(self, checkpoint_dir):
         """Restore the newest complete checkpoint in `checkpoint_dir`; return whether one was
-        found (Part 4). Damaged ones are skipped, naming them (gantut_run.restore_checkpoint);
-        the post then says "An existing model was found" and carries on from it (resume)."""
-        return load_model(self, checkpoint_dir)
+        found (Part 4). Damaged ones are skipped, naming them (gantut_run.restore_checkpoint)."""
+        return restore_checkpoint(self.sess, self.saver, checkpoint_dir, self.model_name,
+                                  self.shape_flags)
 
     # ------------------------------------------------------------------------------------------
     # Our additions (not in the post)
@@ -293,36 +308,29 @@ class DCGAN(Resumable):
 
     def optimizers(self, learning_rate, beta1, beta2=0.999):
         """Adam for D and for G, each running its own batch-norm updates (addition: train's
-        optimisers, with WGAN-GP's beta2); also the one-run steps (see one_run_step)."""
+        optimisers, with WGAN-GP's beta2). Returns (d_optim, g_optim, one_run_steps), the last
+        the one-run steps by G update count (one_run_step)."""
         with tf.name_scope("optimizers"):
-            d_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS, scope="discriminator")
-            g_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS, scope="generator")
+            d_norm_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS, scope="discriminator")
+            g_norm_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS, scope="generator")
             g_adam = tf.train.AdamOptimizer(learning_rate, beta1, beta2, name="g_adam")
-            with tf.control_dependencies(d_updates):
+            with tf.control_dependencies(d_norm_updates):
                 d_optim = tf.train.AdamOptimizer(learning_rate, beta1, beta2, name="d_adam") \
                     .minimize(self.d_loss, var_list=self.d_vars)
-            with tf.control_dependencies(g_updates):
+            with tf.control_dependencies(g_norm_updates):
                 g_optim = g_adam.minimize(self.g_loss, var_list=self.g_vars)
             # After the updates above: the copies' batch-norm ops (generator_1/...) would
-            # match their scopes. A step makes 2 G updates with the posts' loss, 0 or 1 with
-            # WGAN-GP (g_updates).
-            self.one_run_steps = {count: self.one_run_step(d_optim, g_adam, count, g_updates)
-                                  for count in ((0, 1) if self.loss == "wgan-gp" else (2,))}
-        return d_optim, g_optim
+            # match their scopes.
+            one_run_steps = {
+                g_updates: self.one_run_step(d_optim, g_adam, g_updates, g_norm_updates)
+                for g_updates in ((0, 1) if self.loss == "wgan-gp" else (2,))}
+        return d_optim, g_optim, one_run_steps
 
-    def one_run_step(self, d_optim, g_adam, g_updates, norm_updates):
-        """The whole training step as one op (addition): D's update, then `g_updates` G updates
-        with `g_adam` on the same noise, each on a pass of D that reads D's weights only after
-        the update before it has run (control dependencies). `norm_updates` are the batch-norm
-        updates of G's first pass (self.G).
-
-        The same sums as the posts' three `sess.run` calls (posts_step), in one: a step needs
-        no host round trip but the batch feed, so a GPU never waits on Python between the
-        updates. The first G update reuses the G pass of D's update: the same G weights on the
-        same noise give the same images and batch statistics, so G runs once less per step.
-        Each later one takes a fresh pass of G, after the G update before it. Returns (op, the
-        losses to fetch with it: D's from the D update, g_loss from the last G update).
-        """
+    def one_run_step(self, d_optim, g_adam, g_updates, g_norm_updates):
+        """The training step as one op (addition): D's update, then `g_updates` G updates with
+        `g_adam`, each reading the weights the update before it wrote; returns (op, losses to
+        fetch with it). The first G update reuses D's pass of G (same weights, noise and batch
+        statistics), whose batch-norm updates are `g_norm_updates` (bench/LEVERS.md)."""
         op, losses, fake = d_optim, dict(self.losses), self.G
         for update in range(g_updates):
             with tf.control_dependencies([op]), \
@@ -330,93 +338,29 @@ class DCGAN(Resumable):
                 if update:
                     first = len(tf.get_collection(tf.GraphKeys.UPDATE_OPS))
                     fake = self.generator(self.z)
-                    norm_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS)[first:]
+                    g_norm_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS)[first:]
                 losses["g_loss"] = self.generator_loss(self.discriminator(fake, reuse=True)[1])
-                with tf.control_dependencies(norm_updates):  # G's own, as g_optim runs them
+                with tf.control_dependencies(g_norm_updates):  # as g_optim runs them
                     op = g_adam.minimize(losses["g_loss"], var_list=self.g_vars)
         return op, losses
 
-    def g_updates(self, step):
-        """G updates after the D update of `step` (addition): two with the posts' loss, "so
-        that the discriminator loss does not converge to zero too quickly"; with WGAN-GP one
-        after every n_critic critic updates, since the critic should be near optimal when G
-        learns from it."""
+    def g_updates_after(self, step):
+        """How many G updates follow the D update of `step` (addition): two with the posts'
+        loss; with WGAN-GP one after every n_critic critic updates, so that G learns from a
+        near-optimal critic."""
         if self.loss == "wgan-gp":
             return int(step % self.n_critic == 0)
         return 2
 
-    def train_step(self, d_optim, g_optim, batch_images, batch_z, summary_step=None,
-                   g_updates=2):
-        """One D update, then `g_updates` G updates on the same noise (addition: the body of
-        the post's training loop), in one `sess.run` (one_run_step); a step that writes
-        summaries runs the posts' three instead (posts_step), which compute them.
-
-        Returns the losses by name ({"d_loss": .., "g_loss": ..} and, with WGAN-GP,
-        gradient_penalty and wasserstein_estimate). They come from the runs that train (no
-        extra forward pass); g_loss is the one of the last G update.
-        """
-        if summary_step is None and g_updates in self.one_run_steps:
-            op, losses = self.one_run_steps[g_updates]
-            return self.sess.run([op, losses], {self.images: batch_images, self.z: batch_z,
-                                                self.is_training: True})[1]
-        return self.posts_step(d_optim, g_optim, batch_images, batch_z, summary_step, g_updates)
-
-    def posts_step(self, d_optim, g_optim, batch_images, batch_z, summary_step=None,
-                   g_updates=2):
-        """The post's step (addition: its three `sess.run` calls as a method): one run for D's
-        update, then one per G update, on the same noise. With a `summary_step`, the same runs
-        fetch the summaries and write them at that step. Returns the losses as train_step."""
-        g_feed = {self.z: batch_z, self.is_training: True}  # G's loss needs no real images
-        summaries = [self.d_sum] if summary_step is not None else []
-        _, losses, *d_summary = self.sess.run([d_optim, self.losses] + summaries,
-                                              {self.images: batch_images, **g_feed})
-        g_summary = []
-        for _ in range(g_updates):
-            _, losses["g_loss"], *g_summary = self.sess.run(
-                [g_optim, self.g_loss] + ([self.g_sum] if summaries else []), g_feed)
-        for summary in d_summary + g_summary:
-            self.writer.add_summary(summary, summary_step)
-        return losses
-
-    def resume(self, config):
-        """Restore the newest checkpoint, if any; return (step, epoch, batch) to go on from
-        (addition). Also seeds the noise generator from --seed and the step."""
-        step, epoch, batch = super().resume(config)
-        self.rng = np.random.default_rng(None if config.seed is None else [config.seed, step])
-        return step, epoch, batch
-
-    def sample(self, sample_dir, name):
-        """Write the grid of G(sample noise) and print the losses on the fixed real batch
-        (addition: the post's sample grids, in inference mode).
-
-        The sample noise is drawn once and kept in the checkpoint. Batch norm runs in inference
-        mode, so these grids show what a user of the trained model gets.
-        """
+    def sample(self, sample_dir, name, sample_images):
+        """Write the grid of G(sample noise) and print the losses on `sample_images` (addition:
+        the post's sample grids), batch norm in inference mode, as a user of the model gets."""
         samples, d_loss, g_loss = self.sess.run(
             [self.G, self.d_loss, self.g_loss],
-            {self.z: self.sess.run(self.sample_z), self.images: self.sample_images,
+            {self.z: self.sess.run(self.sample_z), self.images: sample_images,
              self.is_training: False})
         path = save_sample_grid(samples, grid_shape(len(samples)), sample_dir, name)
         print("[Sample] d_loss: %.8f, g_loss: %.8f, grid: %s" % (d_loss, g_loss, path))
-
-    def end_epoch(self, config, epoch, step):
-        """The epoch's grid (and the progress GIF), the quality figures on the held-out images,
-        the loss curves in logs_dir/losses.png, then a checkpoint that starts the next epoch
-        (addition)."""
-        self.sample(config.sample_dir, "epoch_%02d.png" % epoch)
-        if config.progress_gif:
-            write_progress_gif(config.sample_dir, epoch + 1)
-        if config.eval_every_epoch and len(self.holdout_images):
-            log_metrics(self.writer, config.logs_dir, epoch, step,
-                        self.evaluate(self.holdout_images))
-        self.loss_log.plot()
-        self.checkpoint(config, step, (step, epoch + 1, 0))
-
-    def checkpoint(self, config, step, position):
-        """Save the loss log, then the checkpoint at (step, epoch, batch) `position`: a resumed
-        run then finds every loss up to its step (addition)."""
-        self.loss_log.save()
-        super().checkpoint(config, step, position)
 
     def generate(self, z):
         """G(z) in [-1, 1], batch norm in inference mode, as the training grids (addition:

@@ -36,8 +36,8 @@ from gantut_datafuncs import (batch_norm, conv2d, conv2d_transpose, has_prefix, 
 from gantut_dataset import (DatasetError, augment_images, cached_rows, dataset_fingerprint,
                             epoch_batches, prefetch, split_holdout)
 from gantut_gan import width_multiple
-from gantut_run import (Resumable, Speedometer, StopRequest, check_finite, first_line, load_model,
-                        save_model, save_sample_grid)
+from gantut_run import (TrainingRun, first_line, restore_checkpoint, save_checkpoint,
+                        save_sample_grid)
 from gantut_imgfuncs import center_crop, imread, transform
 from gantut_utils import image_files
 
@@ -90,7 +90,7 @@ def receptive_field(strided_layers):
     return field
 
 
-class Pix2Pix(Resumable):
+class Pix2Pix(object):
     """pix2pix: a U-Net G from input to target image and a PatchGAN D on (input, target) pairs
     (pix2pix stage).
 
@@ -133,8 +133,8 @@ class Pix2Pix(Resumable):
     # ------------------------------------------------------------------------------------------
 
     def build_model(self, learning_rate, beta1):
-        """Placeholders, G, D on real and fake pairs, the losses, summaries, the training op,
-        the training position and the Saver (pix2pix stage)."""
+        """Placeholders, G, D on real and fake pairs, the losses, summaries, the training op
+        and the weights' Saver (pix2pix stage)."""
         shape = [None, self.image_size, self.image_size, self.c_dim]
         with tf.name_scope("inputs"):
             self.is_training = tf.placeholder(tf.bool, [], name="is_training")
@@ -162,8 +162,7 @@ class Pix2Pix(Resumable):
         self.summaries = tf.summary.merge([tf.summary.scalar(name, loss)
                                            for name, loss in self.losses.items()])
         self.train_op = self.optimizer(learning_rate, beta1)
-
-        self.build_position()
+        # Model weights only, enough to translate; training's TrainingRun also keeps Adam's state.
         self.saver = tf.train.Saver()
 
     def generator(self, image):
@@ -323,67 +322,60 @@ class Pix2Pix(Resumable):
         after the step under way and returns; a later call with the same folders resumes.
         """
         train_rows, test_rows = split_holdout(len(pairs), config.test_split)
-        self.eval_rows = test_rows[:config.eval_pairs]
+        eval_rows = test_rows[:config.eval_pairs]
         shown = test_rows if len(test_rows) else train_rows
-        self.sample_pairs = pair_views(pairs[shown[:config.sample_count]], config)
-        self.saver = tf.train.Saver(max_to_keep=config.max_to_keep)
-        self.sess.run(tf.global_variables_initializer())
-        writer = tf.summary.FileWriter(config.logs_dir, self.sess.graph)
-        step, start_epoch, start_batch = self.resume(config)
+        sample_pairs = pair_views(pairs[shown[:config.sample_count]], config)
         batches = len(train_rows) // config.batch_size
-        speed = Speedometer(step, config.epoch * batches, config.batch_size)
-        try:
-            with StopRequest() as stop:
-                for epoch in range(start_epoch, config.epoch):
-                    start = start_batch if epoch == start_epoch else 0
-                    for idx, inputs, targets in feed_pairs(pairs, train_rows, config,
-                                                           self.data_seed, epoch, start):
-                        step += 1
-                        losses = self.train_step(inputs, targets, writer, step
-                                                 if step % config.summary_freq == 0 else None)
-                        self.report(step, epoch, idx, batches, losses, speed, config)
-                        if self.checkpoint_due(stop, config, step, (step, epoch, idx + 1)):
-                            return
-                    self.end_epoch(config, writer, pairs, epoch, step)
-        finally:
-            writer.close()
+        run = TrainingRun(self.sess, config, self.model_name, self.shape_flags,
+                          config.epoch * batches, config.batch_size)
+        step = run.start.step
+        with run:
+            for epoch in range(run.start.epoch, config.epoch):
+                for idx, inputs, targets in feed_pairs(pairs, train_rows, config,
+                                                       run.start.data_seed, epoch,
+                                                       run.first_batch(epoch)):
+                    step += 1
+                    losses = self.train_step(inputs, targets, run.writer, step
+                                             if step % config.summary_freq == 0 else None)
+                    print("Epoch [%2d] [%4d/%4d] time: %4.4f, d_loss: %.8f, g_gan: %.8f, "
+                          "g_l1: %.8f, %s" % (epoch, idx, batches, run.speed.elapsed(),
+                                              losses["disc_loss"], losses["gen_gan_loss"],
+                                              losses["gen_l1_loss"], run.speed.report(step)))
+                    run.record(step, epoch, idx, losses)
+                    if step % config.sample_freq == 0:
+                        self.sample(config.sample_dir, "train_%02d-%04d.png" % (epoch, idx),
+                                    sample_pairs)
+                    if run.checkpoint_due(step, epoch, idx + 1):
+                        return
+                self.sample(config.sample_dir, "epoch_%02d.png" % epoch, sample_pairs)
+                if len(eval_rows):
+                    self.log_test_l1(run.writer, pairs, eval_rows, config, epoch, step)
+                run.end_epoch(step, epoch)
 
-    def save(self, checkpoint_dir, step, position=None):
-        """Save the variables and the training position as checkpoint_dir/pix2pix.model-step;
-        return its path (pix2pix stage; as DCGAN.save)."""
-        return save_model(self, checkpoint_dir, step, position)
+    def save(self, checkpoint_dir, step):
+        """Save the model's variables as checkpoint_dir/pix2pix.model-step; return its path
+        (pix2pix stage; as DCGAN.save)."""
+        return save_checkpoint(self.sess, self.saver, checkpoint_dir, self.model_name, step)
 
     def load(self, checkpoint_dir):
         """Restore the newest complete checkpoint; return whether one was found (pix2pix
         stage; as DCGAN.load)."""
-        return load_model(self, checkpoint_dir)
+        return restore_checkpoint(self.sess, self.saver, checkpoint_dir, self.model_name,
+                                  self.shape_flags)
 
-    def report(self, step, epoch, idx, batches, losses, speed, config):
-        """The progress line of a step, the NaN check and, when due, the sample grid (pix2pix
-        stage)."""
-        print("Epoch [%2d] [%4d/%4d] time: %4.4f, d_loss: %.8f, g_gan: %.8f, g_l1: %.8f, %s"
-              % (epoch, idx, batches, speed.elapsed(), losses["disc_loss"],
-                 losses["gen_gan_loss"], losses["gen_l1_loss"], speed.report(step)))
-        check_finite(step, epoch, idx, config, **losses)
-        if step % config.sample_freq == 0:
-            self.sample(config.sample_dir, "train_%02d-%04d.png" % (epoch, idx))
+    def log_test_l1(self, writer, pairs, rows, config, epoch, step):
+        """The L1 on the test pairs `rows` at an epoch's end, printed and in TensorBoard as
+        test_l1 (pix2pix stage)."""
+        l1 = self.pairs_l1(pairs, rows, config)
+        print(" [*] epoch %d: L1 on %d test pairs %.4f (pixels in [0, 1])"
+              % (epoch, len(rows), l1))
+        writer.add_summary(tf.Summary(value=[tf.Summary.Value(tag="test_l1", simple_value=l1)]),
+                           step)
+        writer.flush()
 
-    def end_epoch(self, config, writer, pairs, epoch, step):
-        """The epoch's sample grid, the L1 on the test pairs (printed and in TensorBoard as
-        test_l1), then a checkpoint that starts the next epoch (pix2pix stage)."""
-        self.sample(config.sample_dir, "epoch_%02d.png" % epoch)
-        if len(self.eval_rows):
-            l1 = self.pairs_l1(pairs, self.eval_rows, config)
-            print(" [*] epoch %d: L1 on %d test pairs %.4f (pixels in [0, 1])"
-                  % (epoch, len(self.eval_rows), l1))
-            writer.add_summary(tf.Summary(value=[tf.Summary.Value(tag="test_l1",
-                                                                  simple_value=l1)]), step)
-            writer.flush()
-        self.checkpoint(config, step, (step, epoch + 1, 0))
-
-    def sample(self, sample_dir, name):
+    def sample(self, sample_dir, name, sample_pairs):
         """Write the fixed sample pairs as rows of input | generated | target (pix2pix stage)."""
-        inputs, targets = self.sample_pairs
+        inputs, targets = sample_pairs
         path = save_sample_grid(sample_rows(inputs, self.translate(inputs), targets),
                                 (len(inputs), 3), sample_dir, name)
         print("[Sample] %s" % path)

@@ -3,8 +3,10 @@
 The posts' `train` loop, `save` and `load` live with each model (gantut_gan.DCGAN, the pix2pix
 stage's Pix2Pix); what lets such a loop be stopped, resumed and watched is here, written once:
 
+- the run a training loop owns: `TrainingRun` (the training `Position` in the checkpoint, the
+  Saver, writer, loss log, speed, stop requests, checkpoints when due);
 - checkpoints: `save_checkpoint`, `restore_checkpoint` (the newest complete one, damaged ones
-  skipped), `checkpoint_paths`, and `Resumable`, the training position kept in the checkpoint;
+  skipped), `checkpoint_paths`, `saved_position`;
 - settings: `record_settings`/`saved_settings`, the flags that fix a model's shape, in model.json
   beside the checkpoints;
 - the session and its folders: `new_session`, `session_config`, the per-machine choices
@@ -17,6 +19,7 @@ stage's Pix2Pix); what lets such a loop be stopped, resumed and watched is here,
 """
 import gantut_tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
 
+import collections
 import contextlib
 import csv
 import glob
@@ -55,68 +58,104 @@ def first_line(err):
 # Checkpoints and the training position
 # ----------------------------------------------------------------------------------------------
 
-class Resumable(object):
-    """The training position in the checkpoint, and resuming from it, for any stage's model.
+# Where training stands, kept in the checkpoint: steps done, the epoch and the batch within it to
+# go on at, and the seed of the epochs' shuffles.
+Position = collections.namedtuple("Position", "step epoch batch data_seed")
 
-    A subclass sets `sess`, `model_name` and `shape_flags`, defines the posts'
-    `save(checkpoint_dir, step, position)` and `load(checkpoint_dir)` (with save_model and
-    load_model), calls `build_position()` while building its graph, and makes its `saver`
-    after that.
+
+class TrainingRun(object):
+    """The run machinery a training loop creates and owns (the models inherit none of it): the
+    training position in the checkpoint, a Saver of every variable (the weights and Adam's
+    state), the summary writer, the loss log, speed, stop requests and checkpoints when due.
+
+    Made once the whole graph is built: it adds the position variable and the Saver, initialises
+    the variables and resumes from the newest checkpoint in `config.checkpoint_dir` (`start`).
+    Use it as a context (`with run:`): Ctrl-C and SIGTERM then only request a stop.
     """
 
-    def build_position(self):
-        """The variable holding step, epoch, batch within the epoch and the seed of the epochs'
-        shuffles: in the checkpoint, so a resumed run carries on at the same batch of the same
-        order."""
+    def __init__(self, sess, config, model_name, shape_flags, total_steps, batch_size):
+        self.sess, self.config, self.model_name = sess, config, model_name
         with tf.variable_scope("state"):
-            self.counters = tf.get_variable("counters", [4], tf.int64, tf.zeros_initializer(),
-                                            trainable=False)
-            self.new_counters = tf.placeholder(tf.int64, [4], name="new_counters")
-            self.set_counters = tf.assign(self.counters, self.new_counters)
+            self.counters = tf.get_variable("counters", [len(Position._fields)], tf.int64,
+                                            tf.zeros_initializer(), trainable=False)
+        self.new_counters = tf.placeholder(tf.int64, [len(Position._fields)],
+                                           name="new_counters")
+        self.set_counters = tf.assign(self.counters, self.new_counters)
+        self.saver = tf.train.Saver(max_to_keep=config.max_to_keep)
+        sess.run(tf.global_variables_initializer())
+        self.start = self.resume(shape_flags)
+        self.loss_log = LossLog(config.logs_dir, self.start.step)
+        self.speed = Speedometer(self.start.step, total_steps, batch_size)
+        self.stop = StopRequest()
 
-    def resume(self, config):
-        """Restore the newest checkpoint, if any; return (step, epoch, batch) to go on from, and
-        fix the seed of the epochs' shuffles (from the checkpoint, else --seed, else random)."""
-        if self.load(config.checkpoint_dir):
-            step, epoch, batch, self.data_seed = map(int, self.sess.run(self.counters))
+    def __enter__(self):
+        self.writer = tf.summary.FileWriter(self.config.logs_dir, self.sess.graph)
+        self.stop.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.__exit__(*exc)
+        self.writer.close()
+        return False
+
+    def resume(self, shape_flags):
+        """The Position to go on from: the newest checkpoint's, else a new one whose shuffles
+        follow --seed (random without one)."""
+        config = self.config
+        if restore_checkpoint(self.sess, self.saver, config.checkpoint_dir, self.model_name,
+                              shape_flags):
+            position = Position(*map(int, self.sess.run(self.counters)))
             print(" [*] An existing model was found: resuming at step %d (epoch %d, batch %d)"
-                  % (step, epoch, batch))
-            return step, epoch, batch
+                  % position[:3])
+            return position
         print(" [*] No checkpoint in %s: starting a new model" % config.checkpoint_dir)
-        self.data_seed = np.random.randint(2**31) if config.seed is None else config.seed
-        return 0, 0, 0
+        return Position(0, 0, 0, np.random.randint(2**31) if config.seed is None
+                        else config.seed)
 
-    def checkpoint_due(self, stop, config, step, position):
+    def first_batch(self, epoch):
+        """The batch `epoch` starts at: the resumed one in the resumed epoch, else 0."""
+        return self.start.batch if epoch == self.start.epoch else 0
+
+    def record(self, step, epoch, batch, losses):
+        """After a step: stop at a NaN or infinite loss (check_finite), else log the losses."""
+        check_finite(step, epoch, batch, self.config, **losses)
+        self.loss_log.add(step, epoch, losses)
+
+    def checkpoint_due(self, step, epoch, batch):
         """Save a checkpoint every --ckpt_freq steps and when a stop was requested; return True
         (after saying how to resume) if training should stop now."""
-        if stop.requested or step % config.ckpt_freq == 0:
-            self.checkpoint(config, step, position)
-        if stop.requested:
+        if self.stop.requested or step % self.config.ckpt_freq == 0:
+            self.checkpoint(step, epoch, batch)
+        if self.stop.requested:
             print(" [*] Stopped at step %d; saved a checkpoint in %s. Run the same command "
-                  "again to resume." % (step, config.checkpoint_dir))
-        return stop.requested
+                  "again to resume." % (step, self.config.checkpoint_dir))
+        return self.stop.requested
 
-    def checkpoint(self, config, step, position):
-        """The checkpoint at (step, epoch, batch) `position` in --checkpoint_dir, and
-        TensorBoard's pointer to it in --logs_dir (see point_tensorboard_at)."""
-        point_tensorboard_at(config.logs_dir, self.save(config.checkpoint_dir, step, position))
+    def end_epoch(self, step, epoch):
+        """The loss chart, then a checkpoint that starts the next epoch."""
+        self.loss_log.plot()
+        self.checkpoint(step, epoch + 1, 0)
+
+    def checkpoint(self, step, epoch, batch):
+        """Save the loss log, then the checkpoint at this position in --checkpoint_dir (a
+        resumed run then finds every loss up to its step), and TensorBoard's pointer to it in
+        --logs_dir (see point_tensorboard_at)."""
+        self.loss_log.save()
+        self.sess.run(self.set_counters,
+                      {self.new_counters: [step, epoch, batch, self.start.data_seed]})
+        point_tensorboard_at(self.config.logs_dir, save_checkpoint(
+            self.sess, self.saver, self.config.checkpoint_dir, self.model_name, step))
 
 
-def save_model(model, checkpoint_dir, step, position=None):
-    """Save a Resumable `model`'s variables (its `saver`'s) as checkpoint_dir/model_name-step,
-    with the training position (step, epoch, batch) and the data seed if `position` is given;
-    return the checkpoint's path."""
-    if position is not None:
-        model.sess.run(model.set_counters,
-                       {model.new_counters: list(position) + [model.data_seed]})
-    return save_checkpoint(model.sess, model.saver, checkpoint_dir, model.model_name, step)
-
-
-def load_model(model, checkpoint_dir):
-    """Restore a Resumable `model` from the newest complete checkpoint in `checkpoint_dir`;
-    return whether one was found (see restore_checkpoint)."""
-    return restore_checkpoint(model.sess, model.saver, checkpoint_dir, model.model_name,
-                              model.shape_flags)
+def saved_position(checkpoint_dir, model_name):
+    """The Position in the newest checkpoint of `checkpoint_dir`, read without a graph (None
+    where there is none)."""
+    for path in checkpoint_paths(checkpoint_dir, model_name)[:1]:
+        try:
+            return Position(*map(int, tf.train.load_variable(path, "state/counters")))
+        except (tf.errors.NotFoundError, tf.errors.DataLossError):
+            pass  # a weights-only checkpoint (DCGAN.save), or a damaged one
+    return None
 
 
 def save_checkpoint(sess, saver, checkpoint_dir, model_name, step):

@@ -31,8 +31,9 @@ from gantut_dataset import DatasetError, load_dataset, split_holdout
 from gantut_gan import DCGAN, LOSSES, image_size_error, valid_image_size
 from gantut_imgfuncs import grid_shape, inverse_transform, save_images, to_uint8
 from gantut_quiz import write_quiz
-from gantut_run import (bf16_wins, fused_batch_norm_wins, log_metrics, new_session,
-                        parse_flags, record_settings, saved_settings, training_folders)
+from gantut_run import (Position, bf16_wins, fused_batch_norm_wins, log_metrics, new_session,
+                        parse_flags, record_settings, saved_position, saved_settings,
+                        training_folders)
 from gantut_utils import ALL_CORES, node_line, register_flag_checks
 
 
@@ -281,11 +282,12 @@ def evaluate_checkpoint(dcgan, images):
     if not len(holdout):
         sys.exit("error: --holdout %g of %d images holds out none; raise --holdout or add images"
                  % (FLAGS.holdout, len(images)))
-    step, epoch, batch, _ = dcgan.sess.run(dcgan.counters)
-    # A checkpoint saved at an epoch's end already points at the next epoch.
+    position = saved_position(FLAGS.checkpoint_dir, DCGAN.model_name) or Position(0, 0, 1, 0)
     figures = dcgan.evaluate(images[holdout[:FLAGS.eval_samples]])
     with tf.summary.FileWriter(FLAGS.logs_dir) as writer:
-        log_metrics(writer, FLAGS.logs_dir, epoch - (batch == 0), step, figures)
+        # A checkpoint saved at an epoch's end already points at the next epoch.
+        log_metrics(writer, FLAGS.logs_dir, position.epoch - (position.batch == 0),
+                    position.step, figures)
 
 
 def write_samples(dcgan, rng):

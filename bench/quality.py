@@ -2,7 +2,7 @@
 """Benchmark: how real the faces of the TF port and of its PyTorch peer look after the same
 training time (project addition beside Part 5).
 
-Trains the project's DCGAN (gantut_gan.DCGAN.train_step, as bench/train_throughput.py does) and
+Trains the project's DCGAN (its one-run step, as bench/train_throughput.py does) and
 then its PyTorch peer (bench/torch_peer.py, needs bench/requirements.txt) for the same wall time
 each, with as many threads, on the same batches and noise. The peer runs as in
 bench/train_throughput.py --peer: channels-last, under bfloat16 autocast when ours has --bf16,

@@ -6,7 +6,8 @@ Same model and loop as gantut_gan.py: G maps z linearly to a 4x4 map of gf_dim *
 ending in tanh; D halves the image by 5x5 stride-2 convolutions with leaky ReLU (0.2) and batch
 norm on all but the first, then maps linearly to one logit. Weights start as in gantut_datafuncs
 (normal or truncated normal, deviation 0.02; zero biases). Each step is one D update and two G
-updates on the same noise, with Adam (2e-4, beta1 0.5) and sigmoid cross-entropy losses.
+updates on the same noise, with Adam (2e-4, beta1 0.5) and sigmoid cross-entropy losses; G runs
+twice a step, the first G update reusing the pass of D's update, as ours does.
 Batches come in as the TF model takes them (N x H x W x C floats in [-1, 1]) and samples go out
 the same way.
 
@@ -141,26 +142,31 @@ class TorchDCGAN(object):
         return torch.autocast("cpu", dtype=torch.bfloat16) if self.bf16 \
             else contextlib.nullcontext()
 
-    def d_loss(self, images, z):
-        """D's loss on a real batch (label 1) and on G's images of z (label 0)."""
+    def d_loss(self, images, fakes):
+        """D's loss on a real batch (label 1) and on G's images `fakes` (label 0)."""
         with self.precision():
-            with torch.no_grad():  # the D update needs G's images, not G's gradients
-                fakes = self.generator(z)
             real_logits, fake_logits = self.discriminator(images), self.discriminator(fakes)
         real_logits, fake_logits = real_logits.float(), fake_logits.float()
         return (self.loss(real_logits, torch.ones_like(real_logits))
                 + self.loss(fake_logits, torch.zeros_like(fake_logits)))
 
-    def g_loss(self, z):
-        """G's loss: D's verdict on G's images of z against the label 1."""
+    def g_loss(self, fakes):
+        """G's loss: D's verdict on G's images `fakes` against the label 1."""
         with self.precision():
-            logits = self.discriminator(self.generator(z)).float()
+            logits = self.discriminator(fakes).float()
         return self.loss(logits, torch.ones_like(logits))
+
+    def fakes(self, z):
+        """G's images of z, through the autograd graph (G's update backpropagates into them)."""
+        with self.precision():
+            return self.generator(z)
 
     def train_step(self, batch_images, batch_z):
         """One D update, then two G updates on the same noise; returns (d_loss, g_loss).
 
-        Takes the TF model's feed: N x H x W x C images in [-1, 1] and N x z_dim noise.
+        As pytorch/examples' dcgan and our one-run step: D's update takes G's pass detached, and
+        the first G update backpropagates through that same pass; the second runs G anew. Takes
+        the TF model's feed: N x H x W x C images in [-1, 1] and N x z_dim noise.
         """
         self.generator.train()
         self.discriminator.train()
@@ -168,12 +174,14 @@ class TorchDCGAN(object):
         images = torch.from_numpy(np.ascontiguousarray(batch_images, dtype=np.float32)) \
             .permute(0, 3, 1, 2)
         z = torch.from_numpy(np.asarray(batch_z, dtype=np.float32))
-        d_loss = self.update(self.d_optim, self.d_loss(images, z))
+        fakes = self.fakes(z)
+        d_loss = self.update(self.d_optim, self.d_loss(images, fakes.detach()))
         # D's weights need no gradients during G's updates, as TF's g_optim computes none.
         self.discriminator.requires_grad_(False)
-        g_losses = [self.update(self.g_optim, self.g_loss(z)) for _ in range(2)]
+        self.update(self.g_optim, self.g_loss(fakes))
+        g_loss = self.update(self.g_optim, self.g_loss(self.fakes(z)))
         self.discriminator.requires_grad_(True)
-        return d_loss, g_losses[-1]
+        return d_loss, g_loss
 
     @staticmethod
     def update(optimizer, loss):

@@ -20,10 +20,7 @@ whether TensorFlow sees a GPU) and the levers that are on. Last line:
 
     tf_img_per_s=<median over steps> torch_img_per_s=<median over steps> ratio=<tf / torch>
 
-(torch_compile_img_per_s with --peer torch-compile.) `--peer posts` instead times the same
-TensorFlow graph trained by the posts' three `sess.run` calls per step (DCGAN.posts_step, which
-runs G three times a step where our one run reuses D's G pass and runs it twice), in a session
-of its own: posts_img_per_s.
+(torch_compile_img_per_s with --peer torch-compile.)
 
 `--loss wgan-gp` times WGAN-GP's steps instead (one critic update per batch, a G update every
 fifth). `--profile` also traces one training step (TensorFlow's FULL_TRACE step stats, after the
@@ -60,7 +57,7 @@ from gantut_run import (BF16_INSTRUCTIONS, cpu_flags, cpu_info,  # noqa: E402
 from gantut_trainer import WGAN_GP_ADAM  # noqa: E402
 from gantut_utils import ALL_CORES  # noqa: E402
 
-PEERS = ("torch", "torch-compile", "posts")
+PEERS = ("torch", "torch-compile")
 # Op types counted as convolution in --profile, after stripping oneDNN's prefixes.
 CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter", "FusedConv2D",
             "Conv2DWithBias", "Conv2DBackpropFilterWithBias", "Conv2DTranspose",
@@ -90,8 +87,7 @@ def parse_args():
     parser.add_argument("--peer", choices=PEERS,
                         help="also time this framework's version of the model, alternating "
                              "with TensorFlow, and compare the two (torch-compile: the same "
-                             "under torch.compile; posts: our graph trained by the posts' "
-                             "three sess.run calls)")
+                             "under torch.compile)")
     parser.add_argument("--block", type=int, default=5,
                         help="with --peer: steps each framework runs before the other's turn [5]")
     parser.add_argument("--profile", action="store_true",
@@ -119,23 +115,24 @@ def endless_batches(images, batch_size, augment=False):
 
 
 @contextlib.contextmanager
-def tf_training(threads, bf16, image_size, batch_size, loss="gan", fused_bn=False,
-                posts=False):
+def tf_training(threads, bf16, image_size, batch_size, loss="gan", fused_bn=False):
     """(model, step): the project's DCGAN in its own graph and session, and a function training
-    it one step on (batch, noise), the way the trainer does (with the trainer's Adam settings
-    for `loss`), or with `posts` in the posts' three runs."""
+    it one step on (batch, noise) as the trainer's steps without summaries do (its one-run step,
+    with the trainer's Adam settings for `loss`)."""
     with tf.Graph().as_default(), tf.Session(config=session_config(threads, bf16)) as sess:
         tf.set_random_seed(0)
         dcgan = DCGAN(sess, image_size=image_size, batch_size=batch_size, loss=loss,
                       fused_bn=fused_bn)
         adam = (WGAN_GP_ADAM["learning_rate"], WGAN_GP_ADAM["beta1"], WGAN_GP_ADAM["beta2"]) \
             if loss == "wgan-gp" else (0.0002, 0.5)
-        d_optim, g_optim = dcgan.optimizers(*adam)
+        _, _, one_run_steps = dcgan.optimizers(*adam)
         sess.run(tf.global_variables_initializer())
         steps = itertools.count(1)
-        step = dcgan.posts_step if posts else dcgan.train_step
-        yield dcgan, lambda batch, batch_z: step(
-            d_optim, g_optim, batch, batch_z, g_updates=dcgan.g_updates(next(steps)))
+
+        def train(batch, batch_z):
+            feed = {dcgan.images: batch, dcgan.z: batch_z, dcgan.is_training: True}
+            return dcgan.sess.run(one_run_steps[dcgan.g_updates_after(next(steps))], feed)
+        yield dcgan, train
 
 
 def torch_peer_model(threads, image_size, bf16=False, compile=False):
@@ -221,13 +218,7 @@ def measure_with_peer(args, images):
 
 @contextlib.contextmanager
 def peer_training(args):
-    """The step function of --peer: the PyTorch model, or our graph in the posts' three runs."""
-    if args.peer == "posts":
-        print("peer: posts three sess.run calls per step, same levers", flush=True)
-        with tf_training(args.threads, args.bf16, args.image_size, args.batch_size,
-                         fused_bn=args.fused_bn, posts=True) as (_, train):
-            yield train
-        return
+    """The step function of --peer: the PyTorch model in its fastest mode for the precision."""
     peer = torch_peer_model(args.threads, args.image_size, bf16=args.bf16,
                             compile=args.peer == "torch-compile")
     print("peer: %s %s" % (args.peer, peer.mode()), flush=True)

@@ -73,7 +73,7 @@ def test_an_image_size_it_cannot_build_is_refused_with_the_nearest_valid_ones(se
 def test_a_few_discriminator_steps_tell_real_from_fake_better(sess):
     tf.set_random_seed(0)
     dcgan = tiny_dcgan(sess)
-    d_optim, _ = dcgan.optimizers(0.0002 * 10, 0.5)
+    d_optim, _, _ = dcgan.optimizers(0.0002 * 10, 0.5)
     sess.run(tf.global_variables_initializer())
     rng = np.random.default_rng(0)
     real = np.tile(np.linspace(-1, 1, 16)[None, :, None, None], (8, 1, 16, 3))  # a fixed ramp

@@ -57,8 +57,11 @@ def train_five_steps(folder, images, start=None, learning_rate=0.0002):
             assert sorted(variables) == sorted(start)
             for name, var in variables.items():
                 var.load(start[name], sess)
+        # A checkpoint of every variable at step 0, its shuffles seeded by SEED.
+        variables["state/counters"].load([0, 0, 0, SEED], sess)
         start = sess.run(variables)
-        dcgan.save(config(folder, 0).checkpoint_dir, 0, (0, 0, 0))
+        tf.train.Saver().save(sess, os.path.join(folder, "c", DCGAN.model_name), global_step=0,
+                              write_meta_graph=False)
     graph, sess = session()
     with graph.as_default(), sess:
         dcgan = DCGAN(sess, **SHAPE)

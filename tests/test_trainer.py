@@ -3,6 +3,7 @@ import csv
 import glob
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -70,8 +71,11 @@ def test_event_files_hold_every_summary_name_and_the_graph(trained):
     assert [e.step for e in events.Scalars("g_loss")] == list(range(1, 13))
 
 
-def test_a_second_run_resumes_at_the_right_step_and_epoch_with_the_same_sample_noise(trained):
-    work, _ = trained
+def test_a_second_run_resumes_at_the_right_step_and_epoch_with_the_same_sample_noise(trained,
+                                                                                    tmp_path):
+    # On a copy: the other tests read the trained run as it was left.
+    work = tmp_path / "run"
+    shutil.copytree(trained[0], work)
     sample_z = tf.train.load_variable(tf.train.latest_checkpoint(str(work / "checkpoint")),
                                       "state/sample_z")
     result = run_trainer(str(work), "--dataset", "faces", "--epoch", "3", "--sample_freq", "4",

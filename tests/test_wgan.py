@@ -41,23 +41,23 @@ def test_critic_has_no_sigmoid_no_batch_norm_and_trains_on_n_critic_steps(sess):
     names = [v.op.name for v in tf.global_variables()]
     assert not any("d_bn" in name for name in names)  # layer norm instead
     assert any("d_ln1/gamma" in name for name in names)
-    dcgan.writer = None
-    d_optim, g_optim = dcgan.optimizers(1e-4, 0.5, 0.9)
+    _, _, one_run_steps = dcgan.optimizers(1e-4, 0.5, 0.9)
     sess.run(tf.global_variables_initializer())
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (4, 16, 16, 3))
     z = rng.uniform(-1, 1, (4, 8))
     score = sess.run(dcgan.D, {dcgan.images: images * 50, dcgan.is_training: False})
     assert np.abs(score).max() > 1 or np.any(score < 0)  # unbounded, not a probability
-    assert [dcgan.g_updates(step) for step in range(1, 7)] == [0, 0, 1, 0, 0, 1]
+    assert [dcgan.g_updates_after(step) for step in range(1, 7)] == [0, 0, 1, 0, 0, 1]
 
+    feed = {dcgan.images: images, dcgan.z: z, dcgan.is_training: True}
     g_before = sess.run(dcgan.g_vars)
-    losses = dcgan.train_step(d_optim, g_optim, images, z, g_updates=0)
+    _, losses = sess.run(one_run_steps[0], feed)
     assert set(losses) == {"d_loss", "g_loss", "gradient_penalty", "wasserstein_estimate"}
     assert losses["d_loss"] == pytest.approx(
         -losses["wasserstein_estimate"] + 10 * losses["gradient_penalty"], rel=1e-4, abs=1e-5)
     assert all(np.array_equal(a, b) for a, b in zip(g_before, sess.run(dcgan.g_vars)))
-    dcgan.train_step(d_optim, g_optim, images, z, g_updates=1)
+    sess.run(one_run_steps[1], feed)
     assert not all(np.array_equal(a, b) for a, b in zip(g_before, sess.run(dcgan.g_vars)))
 
 
@@ -67,11 +67,12 @@ def test_walkthrough_sizes_build_and_take_a_training_step(sess, image_size, firs
     dcgan = DCGAN(sess, image_size=image_size, c_dim=c_dim, batch_size=2, sample_size=2,
                   z_dim=8, gf_dim=4, df_dim=4)
     assert layer_sizes(image_size)[0] == first  # G starts at s x s, D ends there
-    d_optim, g_optim = dcgan.optimizers(2e-4, 0.5)
+    _, _, one_run_steps = dcgan.optimizers(2e-4, 0.5)
     sess.run(tf.global_variables_initializer())
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (2, image_size, image_size, c_dim))
-    losses = dcgan.train_step(d_optim, g_optim, images, rng.uniform(-1, 1, (2, 8)))
+    _, losses = sess.run(one_run_steps[2], {dcgan.images: images, dcgan.is_training: True,
+                                            dcgan.z: rng.uniform(-1, 1, (2, 8))})
     assert all(np.isfinite(value) for value in losses.values())
     generated = dcgan.generate(rng.uniform(-1, 1, (3, 8)))
     assert generated.shape == (3, image_size, image_size, c_dim)

@@ -1,0 +1,108 @@
+"""The run machinery a training loop owns (gantut_run.TrainingRun), in-process on a real Session:
+the position round trip, checkpoints when due, stop requests, the loss log; and a checkpoint
+written before the run machinery was its own object still resumes."""
+import os
+import shutil
+import signal
+import types
+
+import numpy as np
+import pytest
+import tensorflow.compat.v1 as tf
+from conftest import checkpoint_steps
+
+from gantut_gan import DCGAN
+from gantut_run import Position, TrainingError, TrainingRun, saved_position
+
+MODEL = "Toy.model"
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "checkpoint_v1")
+
+
+def config(folder, **overrides):
+    """The flags a TrainingRun reads, with folders in `folder`."""
+    flags = dict(checkpoint_dir=str(folder / "checkpoint"), logs_dir=str(folder / "logs"),
+                 max_to_keep=0, seed=5, ckpt_freq=3, learning_rate=0.1)
+    for name in ("checkpoint_dir", "logs_dir"):
+        os.makedirs(flags[name], exist_ok=True)
+    return types.SimpleNamespace(**{**flags, **overrides})
+
+
+def toy_run(sess, flags, total_steps=10):
+    """A TrainingRun over a graph of one variable `w`."""
+    tf.get_variable("w", [2], initializer=tf.zeros_initializer())
+    return TrainingRun(sess, flags, MODEL, ("image_size",), total_steps, batch_size=4)
+
+
+def test_the_position_goes_round_a_checkpoint(sess, tmp_path):
+    run = toy_run(sess, config(tmp_path))
+    assert run.start == Position(0, 0, 0, 5)  # a new run: its shuffles seeded by --seed
+    assert [run.first_batch(epoch) for epoch in range(2)] == [0, 0]
+    run.checkpoint(7, 2, 3)
+    assert saved_position(str(tmp_path / "checkpoint"), MODEL) == Position(7, 2, 3, 5)
+    with tf.Graph().as_default(), tf.Session() as again:
+        resumed = toy_run(again, config(tmp_path, seed=None))
+        assert resumed.start == Position(7, 2, 3, 5)  # the seed comes from the checkpoint
+        assert [resumed.first_batch(epoch) for epoch in (2, 3)] == [3, 0]
+
+
+def test_checkpoints_come_every_ckpt_freq_steps(sess, tmp_path):
+    run = toy_run(sess, config(tmp_path))
+    with run:
+        assert not any(run.checkpoint_due(step, 0, step) for step in range(1, 8))
+    assert checkpoint_steps(str(tmp_path / "checkpoint"), MODEL) == [3, 6]
+
+
+def test_a_stop_request_saves_now_and_says_stop(sess, tmp_path, capsys):
+    run = toy_run(sess, config(tmp_path))
+    with run:
+        assert not run.checkpoint_due(1, 0, 1)
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: only a request while the run is active
+        assert run.stop.requested
+        assert run.checkpoint_due(2, 0, 2)
+    assert checkpoint_steps(str(tmp_path / "checkpoint"), MODEL) == [2]
+    assert "Run the same command again to resume" in capsys.readouterr().out
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handed back
+
+
+def test_the_loss_log_matches_the_checkpoint_it_was_saved_with(sess, tmp_path):
+    flags = config(tmp_path)
+    run = toy_run(sess, flags)
+    for step in range(1, 5):
+        run.record(step, 0, step - 1, {"d_loss": 1.0 / step, "g_loss": float(step)})
+        if step == 2:
+            run.checkpoint(step, 0, step)
+    with pytest.raises(TrainingError, match="g_loss became nan at step 5"):
+        run.record(5, 0, 4, {"d_loss": 0.1, "g_loss": float("nan")})
+    with tf.Graph().as_default(), tf.Session() as again:
+        resumed = toy_run(again, flags)
+        assert resumed.start.step == 2
+        # The rows after the checkpoint's step are trained again, so they are not kept.
+        assert [row["step"] for row in resumed.loss_log.rows] == ["1", "2"]
+        resumed.record(3, 0, 2, {"d_loss": 0.3, "g_loss": 3.0})
+        resumed.end_epoch(3, 0)
+    rows = np.genfromtxt(tmp_path / "logs" / "losses.csv", delimiter=",", names=True)
+    assert rows["step"].tolist() == [1, 2, 3] and rows["g_loss"].tolist() == [1, 2, 3]
+    assert os.path.exists(tmp_path / "logs" / "losses.png")
+    assert saved_position(flags.checkpoint_dir, MODEL) == Position(3, 1, 0, 5)
+
+
+def test_a_checkpoint_from_before_the_run_object_resumes_where_it_stopped(sess, tmp_path):
+    """tests/data/checkpoint_v1 was written by the trainer when the model kept its own position
+    (24 images of 16x16, batch 4, --seed 3, stopped at step 9: epoch 1, batch 3)."""
+    flags = types.SimpleNamespace(
+        epoch=2, learning_rate=0.0002, beta1=0.5, beta2=0.999, train_size=np.inf, batch_size=4,
+        dataset=None, checkpoint_dir=str(tmp_path / "checkpoint"),
+        sample_dir=str(tmp_path / "samples"), logs_dir=str(tmp_path / "logs"), sample_freq=100,
+        ckpt_freq=100, summary_freq=2, seed=None, max_to_keep=0, progress_gif=False,
+        holdout=0.0, eval_every_epoch=False, eval_samples=8, augment=False)
+    shutil.copytree(DATA, flags.checkpoint_dir)
+    for folder in (flags.sample_dir, flags.logs_dir):
+        os.makedirs(folder)
+    saved = tf.train.load_variable(os.path.join(DATA, "DCGAN.model-9"), "state/sample_z")
+    dcgan = DCGAN(sess, image_size=16, batch_size=4, z_dim=8, gf_dim=4, df_dim=4)
+    images = np.random.default_rng(0).integers(0, 256, (24, 16, 16, 3), dtype=np.uint8)
+    dcgan.train(flags, images)
+    rows = np.genfromtxt(tmp_path / "logs" / "losses.csv", delimiter=",", names=True)
+    assert rows["step"].tolist() == [10, 11, 12]  # batches 3, 4, 5 of epoch 1
+    assert saved_position(flags.checkpoint_dir, DCGAN.model_name) == Position(12, 2, 0, 3)
+    np.testing.assert_array_equal(sess.run(dcgan.sample_z), saved)
