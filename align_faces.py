@@ -17,6 +17,7 @@ The functions are importable too, e.g. `align_image(rgb, 64)`.
 """
 import argparse
 import collections
+import concurrent.futures
 import enum
 import functools
 import hashlib
@@ -34,7 +35,7 @@ import numpy as np
 from PIL import Image
 
 from gantut_imgfuncs import center_crop, open_image
-from gantut_utils import Progress, atomic_path, image_files, node_line, remove_stale_temp_files
+from extras.utils import Progress, atomic_path, image_files, node_line, remove_stale_temp_files
 
 # OpenFace's mean face: the 68 dlib landmarks averaged over aligned faces
 # (openface/align_dlib.py), as (x, y).
@@ -110,6 +111,7 @@ class Outcome(str, enum.Enum):
     SEVERAL_FACES = 'several faces skipped'
     UNREADABLE = 'unreadable'
     CENTER_CROP = 'centre crop (no face)'
+    KILLED = 'killed its worker twice'
 
 
 Models = collections.namedtuple('Models', 'detector predictor')
@@ -245,11 +247,12 @@ def in_shard(relative_path, shard):
 
 # --- One worker process per core ------------------------------------------------
 
-_worker = {}  # a Pool initializer can hand state to its tasks only through globals
+_worker = {}  # a pool initializer can hand state to its tasks only through globals
 
 
-def init_worker(settings):
-    """Part 2: Pool initializer: load the models once per worker process."""
+def init_worker(settings, started):
+    """Part 2: worker initializer: load the models once per worker process; each photo's path
+    goes to the queue `started` as its work begins."""
     # Ctrl-C reaches the whole process group; the main process stops the pool.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Pillow warns from 1x its pixel limit and refuses from 2x; the refusal is
@@ -257,12 +260,14 @@ def init_worker(settings):
     warnings.simplefilter('ignore', Image.DecompressionBombWarning)
     cv2.setNumThreads(1)  # the parallelism is one process per core
     _worker['settings'] = settings
+    _worker['started'] = started
     _worker['models'] = load_models(settings.predictor_path)
 
 
 def process_file(job):
     """Part 2: read, align and write one photo; returns (relative path, Outcome, reason or '')."""
     relative_path, input_path, output_path = job
+    _worker['started'].put(relative_path)
     settings = _worker['settings']
     try:
         rgb = np.asarray(open_image(input_path))
@@ -277,6 +282,54 @@ def process_file(job):
         with atomic_path(output_path) as temp_path:
             Image.fromarray(crop).save(temp_path)
     return relative_path, failure or Outcome.ALIGNED, ''
+
+
+def align_jobs(jobs, settings, workers):
+    """Part 2: yield (relative path, Outcome, reason) for every job, in `workers` processes.
+
+    A worker that dies mid-photo (the OOM killer's SIGKILL) breaks its pool: the photos then
+    under way are tried again, each alone in a fresh worker, and one that kills that worker too
+    is reported as KILLED; the photos not yet started go on in a fresh pool.
+    """
+    queue = list(jobs)
+    while queue:
+        suspects, queue = yield from pool_results(queue, settings, workers)
+        if queue and not suspects:
+            sys.exit(f'error: a worker process died before it began any photo (out of memory '
+                     f'while loading the models?), {len(queue)} photos left. Rerun with fewer '
+                     f'--workers.')
+        for job in suspects:
+            under_way, not_started = yield from pool_results([job], settings, 1)
+            if under_way or not_started:
+                yield job[0], Outcome.KILLED, 'its worker process died twice (out of memory?)'
+
+
+def pool_results(jobs, settings, workers):
+    """Part 2: yield the results of `jobs` from a pool of fresh processes; return the jobs it
+    did not finish as (under way when a worker died, not started), both empty if none died."""
+    # Fresh processes rather than forks: a fork of a process that has
+    # started threads (OpenCV's pool, TensorFlow) can deadlock in them.
+    spawn = multiprocessing.get_context('spawn')
+    started = spawn.SimpleQueue()  # written whole by each put: no feeder thread to lose it
+    finished = set()
+    pool = concurrent.futures.ProcessPoolExecutor(min(workers, len(jobs)), spawn, init_worker,
+                                                  (settings, started))
+    try:
+        futures = [pool.submit(process_file, job) for job in jobs]
+        for future in concurrent.futures.as_completed(futures):
+            result = future.result()
+            finished.add(result[0])
+            yield result
+    except concurrent.futures.process.BrokenProcessPool:
+        pass
+    finally:
+        # On Ctrl-C too: the photos under way finish, the rest are dropped.
+        pool.shutdown(cancel_futures=True)
+    begun = set()
+    while not started.empty():
+        begun.add(started.get())
+    left = [job for job in jobs if job[0] not in finished]
+    return [job for job in left if job[0] in begun], [job for job in left if job[0] not in begun]
 
 
 # --- Progress, report and the whole run -------------------------------------------
@@ -331,17 +384,13 @@ def align_folder(input_dir, output_dir, settings, workers, shard=(1, 1), stream=
     failures = []
     if jobs:
         progress = Progress('aligning', len(jobs), 'images', stream)
-        # Fresh processes rather than forks: a fork of a process that has
-        # started threads (OpenCV's pool, TensorFlow) can deadlock in them.
-        spawn = multiprocessing.get_context('spawn')
-        with spawn.Pool(min(workers, len(jobs)), init_worker, (settings,)) as pool:
-            for relative_path, outcome, reason in pool.imap_unordered(process_file, jobs):
-                counts[outcome] += 1
-                if outcome is Outcome.UNREADABLE:
-                    progress.note(f'unreadable: {relative_path}: {reason}')
-                if outcome is not Outcome.ALIGNED:
-                    failures.append((outcome.value, relative_path, reason))
-                progress.advance()
+        for relative_path, outcome, reason in align_jobs(jobs, settings, workers):
+            counts[outcome] += 1
+            if outcome in (Outcome.UNREADABLE, Outcome.KILLED):
+                progress.note(f'{outcome.value}: {relative_path}: {reason}')
+            if outcome is not Outcome.ALIGNED:
+                failures.append((outcome.value, relative_path, reason))
+            progress.advance()
     path = report_path(output_dir, shard)
     write_report(path, counts, failures)
     return counts, path

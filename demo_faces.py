@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from PIL.PngImagePlugin import PngInfo
 
-from gantut_utils import Progress, atomic_path, read_json
+from extras.utils import Progress, atomic_path, read_json
 
 # Bump whenever a change to the drawing changes the pixels, so that stored datasets are redrawn.
 DRAWING_VERSION = 1

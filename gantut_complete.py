@@ -12,7 +12,7 @@ This module holds the whole method: the masks (`make_mask`), the losses as graph
 DCGAN's G and D (`build_completion`), the search over z (`complete`), and the output
 (`complete_images`).
 """
-import gantut_tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
+import extras.tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
 
 import csv
 import glob
@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from gantut_imgfuncs import get_image, grid_shape, open_image, save_images
-from gantut_utils import Progress, atomic_path
+from extras.utils import Progress, atomic_path
 
 MASK_TYPES = ("center", "left", "random", "grid")
 

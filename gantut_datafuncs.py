@@ -8,15 +8,15 @@ built from `get_variable`, so every weight has a readable name under its layer's
 images (the post kept it in gantut_gan.py, which still offers it).
 
 Our additions follow the post's names: layer norm for the WGAN-GP critic, and the loss helpers
-both stages share. Decoding, caching and feeding the images is ours too, in gantut_dataset.py.
+both stages share. Decoding, caching and feeding the images is ours too, in extras/dataset.py.
 """
-import gantut_tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
+import extras.tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
 
 import os
 
 import tensorflow.compat.v1 as tf
 
-from gantut_utils import image_files
+from extras.utils import image_files
 
 
 class batch_norm(object):
@@ -106,7 +106,7 @@ def dataset_files(root):
     The post looked only at the top of the folder, while the alignment step wrote into
     sub-folders, so its own commands found no images. Hidden files (names starting with a dot:
     our temp files, macOS `._` metadata) are left out; symlinked folders are followed, each real
-    folder once (see `gantut_utils.image_files`).
+    folder once (see `extras.utils.image_files`).
     """
     return [os.path.join(root, path) for path in image_files(root)]
 
@@ -128,10 +128,9 @@ def plain_normalisation(x, train, beta, gamma, moving_mean, moving_variance, eps
 
 
 def fused_normalisation(x, train, beta, gamma, moving_mean, moving_variance, epsilon):
-    """batch_norm's arithmetic in TensorFlow's fused kernel (addition: faster on GPUs and on
-    CPUs with AMX, slower on some others; the trainer's --fused_bn chooses): (normalised x, the
-    statistics for the moving averages: the batch's in training, else the moving ones, which
-    leaves them unchanged)."""
+    """batch_norm's arithmetic in TensorFlow's fused kernel (addition; the trainer's --fused_bn
+    chooses it where it is faster): (normalised x, the statistics for the moving averages: the
+    batch's in training, else the moving ones, which leaves them unchanged)."""
     def batch_statistics():
         y, mean, variance = tf.nn.fused_batch_norm(x, gamma, beta, epsilon=epsilon,
                                                    is_training=True)
@@ -144,6 +143,9 @@ def fused_normalisation(x, train, beta, gamma, moving_mean, moving_variance, eps
         y, _, _ = tf.nn.fused_batch_norm(x, gamma, beta, mean=mean, variance=variance,
                                          epsilon=epsilon, is_training=False)
         return y, mean, variance
+    # The cond's gradient needs its intermediates as outputs, and a cond a Session has already
+    # run cannot grow them (image completion takes gradients of a restored model): make them now.
+    tf.experimental.output_all_intermediates(True)
     return tf.cond(train, batch_statistics, moving_statistics)
 
 

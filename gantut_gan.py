@@ -17,10 +17,10 @@ The class holds the post's methods in the post's order (`build_model`, `generato
 `discriminator`, `train`, `save`, `load`), then ours, marked as additions: the WGAN-GP loss, the
 optimisers and the one-run step, sample grids, generation and per-epoch evaluation. `train`
 holds the post's loop and its three `sess.run` calls; the run machinery it owns (checkpoints,
-stop requests, logs) is gantut_run.TrainingRun, the image data is gantut_dataset.py, and image
+stop requests, logs) is extras.run.TrainingRun, the image data is extras/dataset.py, and image
 completion gantut_complete.py.
 """
-import gantut_tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
+import extras.tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
 
 import os
 
@@ -29,10 +29,10 @@ import tensorflow.compat.v1 as tf
 
 from gantut_datafuncs import (batch_norm, conv2d, conv2d_transpose, dataset_files,  # noqa: F401
                               has_prefix, layer_norm, linear, lrelu, sigmoid_loss)
-from gantut_dataset import feed_batches, load_dataset, split_holdout
+from extras.dataset import feed_batches, load_dataset, split_holdout
 from gantut_imgfuncs import grid_shape, inverse_transform, save_images, to_uint8, transform
-from gantut_plots import write_progress_gif
-from gantut_run import (TrainingRun, log_metrics, restore_checkpoint, save_checkpoint,
+from extras.plots import write_progress_gif
+from extras.run import (TrainingRun, log_metrics, restore_checkpoint, save_checkpoint,
                         save_sample_grid)
 
 # dataset_files is re-exported: the post defined it in this module.
@@ -204,7 +204,7 @@ class DCGAN(object):
         batch_idxs = len(train_rows) // self.batch_size
         d_optim, g_optim, one_run_steps = self.optimizers(config.learning_rate, config.beta1,
                                                           config.beta2)
-        # Ours: the position, Saver, writer, loss log, speed and stop requests (gantut_run).
+        # Ours: the position, Saver, writer, loss log, speed and stop requests (extras.run).
         run = TrainingRun(self.sess, config, self.model_name, self.shape_flags,
                           config.epoch * batch_idxs, self.batch_size)
         step = run.start.step
@@ -263,7 +263,7 @@ class DCGAN(object):
 
     def load(self, checkpoint_dir):
         """Restore the newest complete checkpoint in `checkpoint_dir`; return whether one was
-        found (Part 4). Damaged ones are skipped, naming them (gantut_run.restore_checkpoint)."""
+        found (Part 4). Damaged ones are skipped, naming them (extras.run.restore_checkpoint)."""
         return restore_checkpoint(self.sess, self.saver, checkpoint_dir, self.model_name,
                                   self.shape_flags)
 
@@ -368,18 +368,18 @@ class DCGAN(object):
         return self.sess.run(self.G, {self.z: z, self.is_training: False})
 
     def evaluate(self, real, seed=0):
-        """Quality figures of as many generated images as `real` ones (uint8), see gantut_metrics
+        """Quality figures of as many generated images as `real` ones (uint8), see extras.metrics
         (addition).
 
         The noise comes from `seed`, so figures of successive epochs compare like with like.
         """
         # Imported here, where figures are computed: it loads dlib and OpenCV, which nothing
         # else in the model needs.
-        import gantut_metrics
+        import extras.metrics
         z = np.random.default_rng(seed).uniform(-1, 1, [len(real), self.z_dim])
         chunks = np.array_split(z, max(1, len(z) // self.batch_size))
         samples = np.concatenate([self.generate(chunk) for chunk in chunks])
-        return gantut_metrics.evaluate(to_uint8(inverse_transform(samples)), real, seed)
+        return extras.metrics.evaluate(to_uint8(inverse_transform(samples)), real, seed)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -8,12 +8,12 @@ Two chains, as in the post:
 The network sees pixels in [-1, 1] (it ends in `tanh`); files hold [0, 255]. The post read and
 wrote through `scipy.misc`, which SciPy removed, so Pillow does the file work here. The post's
 names come first, in its order; our additions follow in one block. The loss chart and the
-progress GIF live in gantut_plots.py.
+progress GIF live in extras/plots.py.
 """
 import numpy as np
 from PIL import Image, ImageOps
 
-from gantut_utils import atomic_path
+from extras.utils import atomic_path
 
 
 def imread(path, c_dim=3):

@@ -14,7 +14,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from gantut_utils import atomic_path
+from extras.utils import atomic_path
 
 PAGE = """<!DOCTYPE html>
 <html lang="en">

@@ -12,12 +12,31 @@ and use the trained model (Parts 1 and 5):
     ./gantut_trainer.py --complete --imgs 'aligned/*.png' --mask center   # fill in missing parts
     ./gantut_trainer.py --turing_quiz quiz.html         # the "Real or Fake?" page
 
-Every setting is a flag defined below, with its default and help (`--helpfull` lists them all).
+Every setting is a flag, with a one-line help ending in its default (`--help` lists them): the
+post's nine first, then ours; those pix2pix_trainer.py has too are defined in extras/flags.py.
+What the helps leave out:
+- --dataset is searched recursively for .png/.jpg/.jpeg; `demo` draws procedural cartoon faces
+  into data/ on first use. G doubles an s x s map (s in 4..7) up to --image_size, a layer each
+  time, and D halves it back. --augment flips and jitters (scale up ~10%, random crop back) each
+  image anew per batch, from --seed: for small data sets.
+- --loss wgan-gp (Gulrajani et al. 2017) is steadier on 1,000-2,000 images; it trains the
+  critic --n_critic times per G update, where the posts' loss makes two G updates per D update.
+  The loss is recorded with the checkpoints.
+- --eval_every_epoch: face rate, face Frechet distance and sliced Wasserstein distance, in
+  TensorBoard (metrics/...) and logs_dir/metrics.csv. A --mask image is white where known.
+- --threads: the post used 8, since TF will otherwise take every core on a shared cluster.
+- --bf16 (oneDNN's auto mixed precision rewrite) is faster on CPUs with AVX512-BF16 or AMX, with
+  no loss of quality measured; --fused_bn does the same arithmetic, faster on GPUs and on CPUs
+  with bfloat16 instructions (README, bench/LEVERS.md). Left unset, each is chosen for this
+  machine at start, and the ` [*] speed:` line says what was chosen.
+- --device gpu stops at start, in one line, where TensorFlow sees no GPU; --device cpu hides the
+  GPUs. The ` [*] device:` line names what trains.
+
 Outputs: `logs/` (TensorBoard events and graph), `checkpoint/` (weights, training position and the
 image cache), `samples/` (sample grids). Running the same command again resumes where the last run
 stopped; Ctrl-C saves a checkpoint first.
 """
-import gantut_tfenv  # first: TensorFlow's log level is read when it loads (see the module)
+import extras.tfenv  # first: TensorFlow's log level is read when it loads (see the module)
 
 import os
 import sys
@@ -27,101 +46,75 @@ import tensorflow.compat.v1 as tf
 from absl import app
 
 from gantut_complete import CompletionError, complete_images
-from gantut_dataset import DatasetError, load_dataset, split_holdout
+from extras.device import choose_device
+from extras.dataset import DatasetError, load_dataset, split_holdout
+from extras.flags import choose_for_machine, define, define_shared
 from gantut_gan import DCGAN, LOSSES, image_size_error, valid_image_size
 from gantut_imgfuncs import grid_shape, inverse_transform, save_images, to_uint8
 from gantut_quiz import write_quiz
-from gantut_run import (Position, bf16_wins, fused_batch_norm_wins, log_metrics, new_session,
+from extras.run import (Position, bf16_wins, fused_batch_norm_wins, log_metrics, new_session,
                         parse_flags, record_settings, saved_position, saved_settings,
                         training_folders)
-from gantut_utils import ALL_CORES, node_line, register_flag_checks
+from extras.utils import node_line
+
+
+def check_image_size(value):
+    """True for an --image_size the model builds; else refused, naming the nearest valid ones."""
+    if not valid_image_size(value):
+        raise tf.app.flags.ValidationError("--" + image_size_error(value))
+    return True
 
 
 flags = tf.app.flags
 # The post's flags, in the post's order, with its defaults.
-flags.DEFINE_integer("epoch", 20, "Epochs to train [20]")
-flags.DEFINE_float("learning_rate", 0.0002,
-                   "Learning rate of Adam [0.0002; 0.0001 with --loss wgan-gp]")
-flags.DEFINE_float("beta1", 0.5, "Momentum term (beta1) of Adam [0.5]")
-flags.DEFINE_float("train_size", float("inf"), "Use at most this many images [inf: all]")
-flags.DEFINE_integer("batch_size", 64, "Images per batch [64]")
-flags.DEFINE_integer("image_size", 64,
-                     "Image height and width: a power of two of at least 8, or s x 2^k of at least "
-                     "16 with s in 4..7 (28, 48, 56, 112, ...); the layer count follows it [64]")
+define(flags.DEFINE_integer, "epoch", 20, "Epochs to train [20]", at_least=1)
+define(flags.DEFINE_float, "learning_rate", 0.0002,
+       "Learning rate of Adam [0.0002; 0.0001 with --loss wgan-gp]", above=0)
+define(flags.DEFINE_float, "beta1", 0.5, "Momentum term (beta1) of Adam [0.5]", fraction=True)
+define(flags.DEFINE_float, "train_size", float("inf"), "Use at most this many images [inf: all]",
+       at_least=1)
+define(flags.DEFINE_integer, "batch_size", 64, "Images per batch [64]", at_least=1)
+define(flags.DEFINE_integer, "image_size", 64,
+       "Image height and width: a power of two from 8, or s x 2^k from 16, s in 4..7 [64]",
+       check=check_image_size)
 flags.DEFINE_string("dataset", "lfw-aligned-64",
-                    "Folder of training images, searched recursively for .png/.jpg/.jpeg, or "
-                    "'demo' for procedural cartoon faces drawn on first use [lfw-aligned-64]")
+                    "Folder of training images, or 'demo' for drawn cartoon faces [lfw-aligned-64]")
 flags.DEFINE_string("checkpoint_dir", "checkpoint",
                     "Folder for checkpoints and the decoded-image cache [checkpoint]")
 flags.DEFINE_string("sample_dir", "samples", "Folder for sample grids [samples]")
 
-# Ours from here on. The model's shape (recorded in checkpoint_dir/model.json).
-flags.DEFINE_integer("c_dim", 3, "Image channels: 3 for RGB, 1 for grayscale [3]")
-flags.DEFINE_integer("z_dim", 100, "Length of the noise vector z [100]")
-flags.DEFINE_integer("gf_dim", 64, "Channels of G's last hidden layer [64]")
-flags.DEFINE_integer("df_dim", 64, "Channels of D's first layer [64]")
+# Ours from here on: first those pix2pix_trainer.py has too, then this trainer's own.
+define_shared(logs_dir="logs", sample_freq=100, ckpt_freq=500, summary_freq=10)
+# The model (its shape and loss are recorded in checkpoint_dir/model.json).
+define(flags.DEFINE_integer, "z_dim", 100, "Length of the noise vector z [100]", at_least=1)
 flags.DEFINE_enum("loss", "gan", LOSSES,
-                  "gan: the posts' DCGAN loss. wgan-gp: Wasserstein loss with gradient penalty "
-                  "(Gulrajani et al. 2017), steadier on small data sets of 1,000-2,000 images; "
-                  "recorded with the checkpoints [gan]")
-
-# The loss's own settings (the logo walkthrough's WGAN-GP).
-flags.DEFINE_float("beta2", 0.999, "Decay of Adam's squared-gradient average (beta2) "
-                   "[0.999; 0.9 with --loss wgan-gp]")
-flags.DEFINE_float("gp_lambda", 10.0, "Weight of the gradient penalty with --loss wgan-gp [10]")
-flags.DEFINE_integer("n_critic", 5, "Critic updates per generator update with --loss wgan-gp "
-                     "(the posts' loss makes two G updates per D update instead) [5]")
-
-# The data.
-flags.DEFINE_integer("demo_images", 4000, "How many faces --dataset demo draws [4000]")
-flags.DEFINE_boolean("is_crop", False,
-                     "Centre-crop and resize images that are not image_size square [False]")
-flags.DEFINE_boolean("augment", False,
-                     "Random horizontal flips and jitter (scale up ~10%%, random crop back) of "
-                     "each training image, drawn per batch from --seed; for small data sets "
-                     "[False]")
-
-# What a run writes, and how often.
-flags.DEFINE_string("logs_dir", "logs", "Folder for TensorBoard logs [logs]")
-flags.DEFINE_integer("sample_freq", 100, "Write a sample grid every this many steps [100]")
-flags.DEFINE_integer("ckpt_freq", 500, "Save a checkpoint every this many steps [500]")
-flags.DEFINE_integer("summary_freq", 10, "Write TensorBoard summaries every this many steps [10]")
-flags.DEFINE_integer("max_to_keep", 5, "Checkpoints to keep; 0 keeps all [5]")
+                  "gan: the posts' loss; wgan-gp: Wasserstein loss with gradient penalty [gan]")
+define(flags.DEFINE_float, "beta2", 0.999, "Adam's beta2 [0.999; 0.9 with --loss wgan-gp]",
+       fraction=True)
+define(flags.DEFINE_float, "gp_lambda", 10.0, "Weight of the gradient penalty (wgan-gp) [10]",
+       at_least=0)
+define(flags.DEFINE_integer, "n_critic", 5, "Critic updates per G update (wgan-gp) [5]",
+       at_least=1)
+# The data, the samples and the machine.
+define(flags.DEFINE_integer, "demo_images", 4000, "How many faces --dataset demo draws [4000]",
+       at_least=1)
+flags.DEFINE_boolean("is_crop", False, "Centre-crop and resize images to image_size [False]")
+flags.DEFINE_boolean("augment", False, "Random flips and jitter of each training image [False]")
 flags.DEFINE_boolean("progress_gif", True,
-                     "Animate the end-of-epoch grids into sample_dir/progress.gif [True]")
-
-# The machine.
-flags.DEFINE_integer("threads", ALL_CORES,
-                     "CPU threads for TensorFlow and for decoding; the post used 8, since TF "
-                     "will otherwise take every core on a shared cluster [every core this "
-                     "process may use: %d]" % ALL_CORES)
-flags.DEFINE_integer("seed", None, "Random seed for weights, noise and data order [random]")
-BF16_WINS = bf16_wins()
-flags.DEFINE_boolean("bf16", BF16_WINS,
-                     "Let oneDNN run the graph in bfloat16 mixed precision (its auto mixed "
-                     "precision rewrite): about 1.5x faster on CPUs with AVX512-BF16 or AMX, with "
-                     "no loss of quality measured (README); --nobf16 for float32 [on where the "
-                     "CPU has bfloat16 instructions and no GPU is visible; here: %s]" % BF16_WINS)
-FUSED_BN_WINS = fused_batch_norm_wins()
-flags.DEFINE_boolean("fused_bn", FUSED_BN_WINS,
-                     "Run batch norm in TensorFlow's fused kernel: the same arithmetic, faster on "
-                     "GPUs and on CPUs with AMX, slower on some others [on where it is faster: a "
-                     "GPU or a CPU with AMX; here: %s]" % FUSED_BN_WINS)
-
-# Knowing how good it is (gantut_metrics.py).
+                     "Animate the epochs' grids into sample_dir/progress.gif [True]")
+# None: this machine's choice, made in main (choose_for_machine), not at import.
+flags.DEFINE_boolean("fused_bn", None, "Batch norm in TensorFlow's fused kernel; --nofused_bn "
+                     "for the plain one [on a GPU or a CPU with bfloat16 instructions]")
+# Knowing how good it is (extras/metrics.py).
 flags.DEFINE_boolean("eval_every_epoch", True,
-                     "At the end of each epoch, compare generated faces with held-out real ones: "
-                     "face rate, face Frechet distance, sliced Wasserstein distance; written to "
-                     "TensorBoard (metrics/...) and logs_dir/metrics.csv [True]")
-flags.DEFINE_integer("eval_samples", 1000,
-                     "At most this many held-out images (and as many generated) per evaluation "
-                     "[1000]")
-flags.DEFINE_float("holdout", 0.02, "Share of the images that training never sees, kept for "
-                   "evaluation [0.02]")
-
+                     "Quality figures against held-out images after each epoch [True]")
+define(flags.DEFINE_integer, "eval_samples", 1000,
+       "Held-out (and as many generated) images per evaluation, at most [1000]", at_least=1)
+define(flags.DEFINE_float, "holdout", 0.02, "Share of the images kept out of training [0.02]",
+       fraction=True)
 # Using the trained model (Parts 1 and 5).
 flags.DEFINE_boolean("train", True, "Train; --train=False generates from the checkpoint [True]")
-flags.DEFINE_integer("n_samples", 64, "Images --train=False generates [64]")
+define(flags.DEFINE_integer, "n_samples", 64, "Images --train=False generates [64]", at_least=1)
 flags.DEFINE_boolean("save_single", False, "With --train=False, also one PNG per image [False]")
 flags.DEFINE_boolean("interpolate", False,
                      "With --train=False, a grid whose rows walk between random z [False]")
@@ -132,41 +125,20 @@ flags.DEFINE_boolean("complete", False,
                      "Complete (in-paint) the images of --imgs under --mask (Part 1) [False]")
 flags.DEFINE_string("imgs", "aligned/*.png", "Images to complete, a glob [aligned/*.png]")
 flags.DEFINE_string("mask", "center",
-                    "Missing region: center, left, random, grid, or a mask image PATH.png "
-                    "(white = known, black = missing) [center]")
-flags.DEFINE_float("lam", 0.1, "Weight of the perceptual loss in completion [0.1]")
-flags.DEFINE_integer("nIter", 1000, "Gradient steps on z for completion [1000]")
+                    "Region to fill in: center, left, random, grid or a mask PATH.png [center]")
+define(flags.DEFINE_float, "lam", 0.1, "Weight of the perceptual loss in completion [0.1]",
+       at_least=0)
+define(flags.DEFINE_integer, "nIter", 1000, "Gradient steps on z for completion [1000]",
+       at_least=0)
 flags.DEFINE_string("outDir", "completions", "Folder for completion output [completions]")
 flags.DEFINE_string("turing_quiz", None,
-                    "Write the 'Real or Fake?' quiz page (8 real faces from --dataset, 8 "
-                    "generated) to this HTML file [off]")
-
-# Logging: --verbose, read by gantut_tfenv before TensorFlow loads.
-flags.DEFINE_boolean("verbose", gantut_tfenv.VERBOSE, gantut_tfenv.VERBOSE_HELP)
+                    "Write the 'Real or Fake?' quiz page to this HTML file [off]")
 FLAGS = flags.FLAGS
 
 # What checkpoints from before --loss existed were trained with.
 LEGACY_SETTINGS = {"loss": "gan"}
 # Adam's settings for --loss wgan-gp where the user sets none (Gulrajani et al. 2017).
 WGAN_GP_ADAM = {"learning_rate": 0.0001, "beta1": 0.5, "beta2": 0.9}
-
-# Flags that make no sense are refused at start, naming the flag (parse_flags prints the message).
-register_flag_checks(flags, at_least=(
-    ("epoch", 1), ("batch_size", 1), ("train_size", 1), ("c_dim", 1), ("z_dim", 1),
-    ("gf_dim", 1), ("df_dim", 1), ("demo_images", 1), ("sample_freq", 1), ("ckpt_freq", 1),
-    ("summary_freq", 1), ("max_to_keep", 0), ("threads", 1), ("n_samples", 1), ("nIter", 0),
-    ("lam", 0), ("eval_samples", 1), ("n_critic", 1), ("gp_lambda", 0)),
-    fractions=("beta1", "beta2", "holdout"))
-
-
-def check_image_size(value):
-    if not valid_image_size(value):
-        raise flags.ValidationError("--" + image_size_error(value))
-    return True
-
-
-flags.register_validator("image_size", check_image_size)
-
 
 def dataset_folder():
     """The folder to train on: --dataset, or the demo faces, drawn on first use (Part 5)."""
@@ -218,14 +190,17 @@ def choose_adam_settings():
           % (FLAGS.loss, FLAGS.learning_rate, FLAGS.beta1, FLAGS.beta2))
 
 
-def train():
-    """Create the output folders, open a Session, build the DCGAN and train it (Part 5)."""
+def train(machine, device):
+    """Create the output folders, open a Session, build the DCGAN and train it (Part 5);
+    `machine`: this machine's choices of --bf16 and --fused_bn, for the speed line; `device`:
+    the line naming the device."""
     with training_folders(FLAGS.checkpoint_dir, FLAGS.sample_dir, FLAGS.logs_dir):
         shape = flag_shape()
         images = load_images(shape, FLAGS.batch_size, "--batch_size %d" % FLAGS.batch_size)
         # After the data check, so a bad --dataset is told in one line.
         print(node_line(FLAGS.threads))
-        print(speed_line())
+        print(device)
+        print(speed_line(machine))
         record_settings(FLAGS.checkpoint_dir, DCGAN.model_name, shape, LEGACY_SETTINGS)
         choose_adam_settings()
         with new_session(FLAGS.threads, FLAGS.bf16, FLAGS.seed) as sess:
@@ -235,13 +210,14 @@ def train():
             dcgan.train(FLAGS, images)
 
 
-def speed_line():
-    """What the step runs on, and what this machine's defaults would choose."""
+def speed_line(machine):
+    """What the step runs on, and what this machine's defaults (`machine`, as main chose them)
+    would choose."""
     on = {True: "on", False: "off"}
     return (" [*] speed: oneDNN kernels %s, bfloat16 %s, fused batch norm %s (defaults for this "
             "machine: bfloat16 %s, fused batch norm %s)" % (
-                on[gantut_tfenv.ONEDNN], on[FLAGS.bf16], on[FLAGS.fused_bn], on[BF16_WINS],
-                on[FUSED_BN_WINS]))
+                on[extras.tfenv.ONEDNN], on[FLAGS.bf16], on[FLAGS.fused_bn], on[machine["bf16"]],
+                on[machine["fused_bn"]]))
 
 
 def use_trained_model():
@@ -315,10 +291,15 @@ def main(_):
     sys.stdout.reconfigure(line_buffering=True)
     # Our own lines say what is restored and saved; --verbose: TensorFlow's too.
     tf.logging.set_verbosity(tf.logging.INFO if FLAGS.verbose else tf.logging.ERROR)
+    # Here, not at import: importing the trainer or asking for --help probes no device.
+    device, warning = choose_device(FLAGS.device)
+    if warning:
+        print(warning, file=sys.stderr)
+    machine = choose_for_machine(bf16=bf16_wins(), fused_bn=fused_batch_norm_wins())
     if FLAGS.complete or FLAGS.turing_quiz or FLAGS.evaluate or not FLAGS.train:
         use_trained_model()
     else:
-        train()
+        train(machine, device)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Train pix2pix from the command line: front view in, side view out (the pix2pix stage beside
-"Generative Adversarial Network (GAN) in TensorFlow"; the model is in gantut_pix2pix.py).
+"Generative Adversarial Network (GAN) in TensorFlow"; the model is in extras/pix2pix.py).
 
     ./pix2pix_trainer.py --dataset demo --image_size 64 --epoch 5   # built-in paired faces
     ./pix2pix_trainer.py --dataset ~/facades --direction BtoA        # side-by-side A|B images
@@ -10,13 +10,25 @@ and translate images with the trained model:
 
     ./pix2pix_trainer.py --train=False --input photos/ --out_dir translated
 
---dataset is either a folder of side-by-side images (input | target, as the public pix2pix
-data sets come) or a folder with front/ and side/ sub-folders whose images pair up by name.
+Every setting is a flag, with a one-line help ending in its default (`--help` lists them); those
+gantut_trainer.py has too are defined in extras/flags.py. What the helps leave out:
+- --dataset is either a folder of side-by-side images (input | target, each twice as wide as
+  high, as the public pix2pix data sets come) or a folder with front/ and side/ sub-folders
+  whose images pair up by name; `demo` draws faces from the front and in profile on first use.
+- The U-Net has one level per halving of --image_size down to 1x1; --dense_layers (dense +
+  leaky ReLU at that 1x1 bottleneck) let parts move around: the mugshots post used 5.
+- --flip_side is for data sets whose profiles face left, as the mugshots post's did (the
+  demo's face right). --jitter scales up 286/256, crops back at a random place and mirrors half
+  the pairs, both images of a pair alike; the mirror turns profiles round, so leave it off for
+  front-to-side data.
+- --test_split holds out the same pairs on every run: the epoch's L1 (test_l1 in TensorBoard)
+  and the sample rows come from them.
+- --input is searched recursively; each image is written under the same relative name, as PNG.
 Outputs: `logs_pix2pix/` (TensorBoard), `checkpoint_pix2pix/` (weights, training position and
 the pair cache), `samples_pix2pix/` (rows of input | generated | target). Running the same
 command again resumes where the last run stopped; Ctrl-C or SIGTERM saves a checkpoint first.
 """
-import gantut_tfenv  # first: TensorFlow's log level is read when it loads (see the module)
+import extras.tfenv  # first: TensorFlow's log level is read when it loads (see the module)
 
 import os
 import sys
@@ -24,96 +36,56 @@ import sys
 import tensorflow.compat.v1 as tf
 from absl import app
 
-from gantut_dataset import DatasetError, split_holdout
+from extras.device import choose_device
+from extras.dataset import DatasetError, split_holdout
+from extras.flags import choose_for_machine, define, define_shared
 from gantut_imgfuncs import center_crop, imread, save_images, transform
-from gantut_pix2pix import (MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, UNREADABLE, Pix2Pix, load_pairs,
+from extras.pix2pix import (MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, UNREADABLE, Pix2Pix, load_pairs,
                             receptive_field, valid_image_size)
-from gantut_run import (bf16_wins, first_line, new_session, parse_flags, record_settings,
+from extras.run import (bf16_wins, first_line, new_session, parse_flags, record_settings,
                         saved_settings, training_folders)
-from gantut_utils import ALL_CORES, Progress, image_files, node_line, register_flag_checks
+from extras.utils import Progress, image_files, node_line
 
 flags = tf.app.flags
 flags.DEFINE_string("dataset", "demo",
-                    "Folder of pairs: side-by-side images (input | target, each twice as wide "
-                    "as high, like the public pix2pix data sets) or sub-folders front/ and side/ "
-                    "matched by file name; or 'demo' for procedural faces drawn from the front "
-                    "and in profile on first use [demo]")
+                    "Folder of pairs, side by side or in front/ and side/; or 'demo' [demo]")
 flags.DEFINE_enum("direction", "AtoB", ["AtoB", "BtoA"],
-                  "AtoB translates the left half (or front/) into the right half (or side/); "
-                  "BtoA the other way [AtoB]")
-flags.DEFINE_integer("image_size", 256,
-                     "Height and width the images are resized to; a power of two from %d to %d. "
-                     "The U-Net has one level per halving down to 1x1 [256]"
-                     % (MIN_IMAGE_SIZE, MAX_IMAGE_SIZE))
-flags.DEFINE_integer("c_dim", 3, "Image channels: 3 for RGB, 1 for grayscale [3]")
-flags.DEFINE_integer("gf_dim", 64, "Channels of G's first encoder layer [64]")
-flags.DEFINE_integer("df_dim", 64, "Channels of D's first layer [64]")
-flags.DEFINE_integer("dense_layers", 0,
-                     "Dense + leaky ReLU layers at G's 1x1 bottleneck; the mugshots post used 5 "
-                     "to let parts move around [0]")
-flags.DEFINE_float("l1_lambda", 100.0, "Weight of the L1 distance to the target in G's loss [100]")
-flags.DEFINE_float("learning_rate", 0.0002, "Learning rate of Adam [0.0002]")
-flags.DEFINE_float("beta1", 0.5, "Momentum term (beta1) of Adam [0.5]")
-flags.DEFINE_integer("epoch", 20, "Epochs to train [20]")
-flags.DEFINE_integer("batch_size", 1, "Pairs per batch; pix2pix used 1 [1]")
-flags.DEFINE_boolean("flip_side", False,
-                     "Mirror every side image (the right half, or side/) left-right: for a data "
-                     "set whose profiles face left, as the mugshots post did; the demo's face "
-                     "right [False]")
-flags.DEFINE_boolean("jitter", False,
-                     "pix2pix's random jitter: scale up 286/256, crop back at a random place and "
-                     "mirror half the pairs, the same for both images of a pair. The mirror "
-                     "turns profiles to face the other way, so leave it off for front-to-side "
-                     "data [False]")
-flags.DEFINE_float("test_split", 0.2,
-                   "Share of the pairs that training never sees, the same on every run; the "
-                   "epoch's L1 is measured on them and the sample rows are drawn from them [0.2]")
-flags.DEFINE_integer("eval_pairs", 200,
-                     "At most this many test pairs whose L1 is measured at each epoch's end, "
-                     "printed and in TensorBoard as test_l1 [200]")
-flags.DEFINE_integer("demo_pairs", 3000, "How many pairs --dataset demo draws [3000]")
+                  "AtoB: left half (or front/) to right half (or side/); BtoA the other way [AtoB]")
+define(flags.DEFINE_integer, "image_size", 256,
+       "Image height and width: a power of two from %d to %d [256]"
+       % (MIN_IMAGE_SIZE, MAX_IMAGE_SIZE), check=valid_image_size,
+       message="must be a power of two from %d to %d (16, 32, 64, 128, 256, ...)"
+               % (MIN_IMAGE_SIZE, MAX_IMAGE_SIZE))
+define(flags.DEFINE_integer, "dense_layers", 0, "Dense layers at G's 1x1 bottleneck [0]",
+       at_least=0)
+define(flags.DEFINE_float, "l1_lambda", 100.0, "Weight of the L1 distance in G's loss [100]",
+       at_least=0)
+define(flags.DEFINE_float, "learning_rate", 0.0002, "Learning rate of Adam [0.0002]", above=0)
+define(flags.DEFINE_float, "beta1", 0.5, "Momentum term (beta1) of Adam [0.5]", fraction=True)
+define(flags.DEFINE_integer, "epoch", 20, "Epochs to train [20]", at_least=1)
+define(flags.DEFINE_integer, "batch_size", 1, "Pairs per batch; pix2pix used 1 [1]", at_least=1)
+flags.DEFINE_boolean("flip_side", False, "Mirror every side image left-right [False]")
+flags.DEFINE_boolean("jitter", False, "pix2pix's random jitter: scale, crop, mirror [False]")
+define(flags.DEFINE_float, "test_split", 0.2, "Share of the pairs kept out of training [0.2]",
+       fraction=True)
+define(flags.DEFINE_integer, "eval_pairs", 200,
+       "Test pairs whose L1 is measured after each epoch, at most [200]", at_least=1)
+define(flags.DEFINE_integer, "demo_pairs", 3000, "How many pairs --dataset demo draws [3000]",
+       at_least=2)
 flags.DEFINE_string("checkpoint_dir", "checkpoint_pix2pix",
                     "Folder for checkpoints and the decoded-pair cache [checkpoint_pix2pix]")
 flags.DEFINE_string("sample_dir", "samples_pix2pix",
-                    "Folder for the sample rows input | generated | target [samples_pix2pix]")
-flags.DEFINE_string("logs_dir", "logs_pix2pix", "Folder for TensorBoard logs [logs_pix2pix]")
-flags.DEFINE_integer("sample_freq", 500, "Write the sample rows every this many steps [500]")
-flags.DEFINE_integer("sample_count", 4, "Test pairs shown in the sample rows [4]")
-flags.DEFINE_integer("ckpt_freq", 1000, "Save a checkpoint every this many steps [1000]")
-flags.DEFINE_integer("summary_freq", 20,
-                     "Write the TensorBoard losses every this many steps [20]")
-flags.DEFINE_integer("max_to_keep", 5, "Checkpoints to keep; 0 keeps all [5]")
-flags.DEFINE_integer("threads", ALL_CORES,
-                     "CPU threads for TensorFlow and for decoding [every core this process may "
-                     "use: %d]" % ALL_CORES)
-flags.DEFINE_integer("seed", None, "Random seed for weights, data order and jitter [random]")
-BF16_WINS = bf16_wins()
-flags.DEFINE_boolean("bf16", BF16_WINS,
-                     "Let oneDNN run the graph in bfloat16 mixed precision, as in "
-                     "gantut_trainer.py; --nobf16 for float32 [on where the CPU has bfloat16 "
-                     "instructions and no GPU is visible; here: %s]" % BF16_WINS)
+                    "Folder for rows of input | generated | target [samples_pix2pix]")
+define(flags.DEFINE_integer, "sample_count", 4, "Test pairs shown in the sample rows [4]",
+       at_least=1)
+# Those gantut_trainer.py has too.
+define_shared(logs_dir="logs_pix2pix", sample_freq=500, ckpt_freq=1000, summary_freq=20)
 # Using the trained model.
-flags.DEFINE_boolean("train", True,
-                     "Train; --train=False translates --input with the checkpoint [True]")
-flags.DEFINE_string("input", None,
-                    "With --train=False: an image file, or a folder searched recursively, of "
-                    "input images (front views for AtoB) to translate [none]")
+flags.DEFINE_boolean("train", True, "Train; --train=False translates --input [True]")
+flags.DEFINE_string("input", None, "With --train=False: image file or folder to translate [none]")
 flags.DEFINE_string("out_dir", "translated",
-                    "With --train=False: folder for the translated images, one PNG per input "
-                    "under the same relative name [translated]")
-# Logging: --verbose, read by gantut_tfenv before TensorFlow loads.
-flags.DEFINE_boolean("verbose", gantut_tfenv.VERBOSE, gantut_tfenv.VERBOSE_HELP)
+                    "With --train=False: folder for the translated images [translated]")
 FLAGS = flags.FLAGS
-
-# Flags that make no sense are refused at start, naming the flag (parse_flags prints the message).
-register_flag_checks(flags, at_least=(
-    ("epoch", 1), ("batch_size", 1), ("gf_dim", 1), ("df_dim", 1), ("dense_layers", 0),
-    ("l1_lambda", 0), ("eval_pairs", 1), ("demo_pairs", 2), ("sample_freq", 1),
-    ("sample_count", 1), ("ckpt_freq", 1), ("summary_freq", 1), ("max_to_keep", 0),
-    ("threads", 1)), fractions=("beta1", "test_split"))
-flags.register_validator("image_size", valid_image_size,
-                         message="--image_size must be a power of two from %d to %d (16, 32, "
-                                 "64, 128, 256, ...)" % (MIN_IMAGE_SIZE, MAX_IMAGE_SIZE))
 
 
 def dataset_folder():
@@ -164,13 +136,15 @@ def build_model(sess, settings):
     return model
 
 
-def train():
-    """Create the output folders, load the pairs, build pix2pix and train it (pix2pix stage)."""
+def train(device):
+    """Create the output folders, load the pairs, build pix2pix and train it (pix2pix stage);
+    `device`: the line naming the device."""
     with training_folders(FLAGS.checkpoint_dir, FLAGS.sample_dir, FLAGS.logs_dir):
         settings = flag_settings()
         pairs = load_training_pairs(settings)
         # After the data check, so a bad --dataset is told in one line.
         print(node_line(FLAGS.threads))
+        print(device)
         record_settings(FLAGS.checkpoint_dir, Pix2Pix.model_name, settings)
         with new_session(FLAGS.threads, FLAGS.bf16, FLAGS.seed) as sess:
             build_model(sess, settings).train(FLAGS, pairs)
@@ -247,8 +221,13 @@ def main(_):
     sys.stdout.reconfigure(line_buffering=True)
     # Our own lines say what is restored and saved; --verbose: TensorFlow's too.
     tf.logging.set_verbosity(tf.logging.INFO if FLAGS.verbose else tf.logging.ERROR)
+    # Here, not at import: importing the trainer or asking for --help probes no device.
+    device, warning = choose_device(FLAGS.device)
+    if warning:
+        print(warning, file=sys.stderr)
+    choose_for_machine(bf16=bf16_wins())
     if FLAGS.train:
-        train()
+        train(device)
     else:
         translate()
 

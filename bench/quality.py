@@ -8,7 +8,7 @@ each, with as many threads, on the same batches and noise. The peer runs as in
 bench/train_throughput.py --peer: channels-last, under bfloat16 autocast when ours has --bf16,
 and under torch.compile with --peer_compile. Real images held out from training
 are the reference. Each model then draws the same noise into samples (batch norm in inference
-mode) that gantut_metrics scores: face rate and face Frechet distance (FD) against the held-out
+mode) that extras.metrics scores: face rate and face Frechet distance (FD) against the held-out
 images, with the sliced Wasserstein distance and the real images' own figures printed above.
 8x8 grids of the first samples go to --data_dir. Last line:
 
@@ -26,18 +26,18 @@ import sys
 import tempfile
 import time
 
-# The repository first, for gantut_tfenv, which must come before numpy and TensorFlow.
+# The repository first, for extras.tfenv, which must come before numpy and TensorFlow.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import gantut_tfenv  # noqa: E402,F401  (TensorFlow's logging, see the module)
+import extras.tfenv  # noqa: E402,F401  (TensorFlow's logging, see the module)
 
 import numpy as np  # noqa: E402
 
-import gantut_metrics  # noqa: E402
-from gantut_dataset import load_dataset, split_rows  # noqa: E402
+import extras.metrics  # noqa: E402
+from extras.dataset import load_dataset, split_rows  # noqa: E402
 from gantut_gan import LOSSES  # noqa: E402
 from gantut_imgfuncs import inverse_transform, save_images, to_uint8  # noqa: E402
-from gantut_run import fused_batch_norm_wins  # noqa: E402
-from gantut_utils import ALL_CORES, timed_steps  # noqa: E402
+from extras.run import fused_batch_norm_wins  # noqa: E402
+from extras.utils import ALL_CORES, timed_steps  # noqa: E402
 from train_throughput import (demo_images, device_line, tf_training,  # noqa: E402
                               torch_peer_model, training_work)
 
@@ -108,7 +108,7 @@ def train_for(name, train_step, work, seconds):
 
 
 def as_uint8(samples):
-    """Generator output in [-1, 1] as the uint8 images gantut_metrics takes."""
+    """Generator output in [-1, 1] as the uint8 images extras.metrics takes."""
     return to_uint8(inverse_transform(samples))
 
 
@@ -151,7 +151,7 @@ def main():
         grid = save_images(samples[:64], (8, 8),
                            os.path.join(args.data_dir, "quality_%s.png" % name))
         started = time.perf_counter()
-        figures[name] = gantut_metrics.evaluate(as_uint8(samples), held_out, args.seed)
+        figures[name] = extras.metrics.evaluate(as_uint8(samples), held_out, args.seed)
         print("%s: %d steps in %g min, evaluated in %.0f s, grid %s"
               % (name, steps, args.minutes, time.perf_counter() - started, grid))
         print("  " + " ".join("%s=%.4g" % item for item in sorted(figures[name].items())))

@@ -42,20 +42,21 @@ import sys
 import tempfile
 import time
 
-# The repository first, for gantut_tfenv, which must come before numpy and TensorFlow.
+# The repository first, for extras.tfenv, which must come before numpy and TensorFlow.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import gantut_tfenv  # noqa: E402,F401  (TensorFlow's logging, see the module)
+import extras.tfenv  # noqa: E402,F401  (TensorFlow's logging, see the module)
 
 import numpy as np  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402
 
 from demo_faces import make_demo_dataset  # noqa: E402
-from gantut_dataset import augment_images, feed_batches, load_dataset  # noqa: E402
+from extras.device import choose_device  # noqa: E402
+from extras.dataset import augment_images, feed_batches, load_dataset  # noqa: E402
 from gantut_gan import DCGAN, LOSSES  # noqa: E402
-from gantut_run import (BF16_INSTRUCTIONS, cpu_flags, cpu_info,  # noqa: E402
+from extras.run import (BF16_INSTRUCTIONS, cpu_flags, cpu_info,  # noqa: E402
                         fused_batch_norm_wins, session_config)
 from gantut_trainer import WGAN_GP_ADAM  # noqa: E402
-from gantut_utils import ALL_CORES  # noqa: E402
+from extras.utils import ALL_CORES  # noqa: E402
 
 PEERS = ("torch", "torch-compile")
 # Op types counted as convolution in --profile, after stripping oneDNN's prefixes.
@@ -161,7 +162,7 @@ def device_line():
 
 def tf_levers(args):
     """TensorFlow's levers in one line."""
-    # gantut_tfenv sets TF_ENABLE_ONEDNN_OPTS=1 unless the environment chose (read once, when
+    # extras.tfenv sets TF_ENABLE_ONEDNN_OPTS=1 unless the environment chose (read once, when
     # TensorFlow is imported); TensorFlow alone turns oneDNN on only on AVX512-VNNI/BF16 or AMX.
     onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
     return "tf: threads=%d bf16_rewrite=%s fused_bn=%s TF_ENABLE_ONEDNN_OPTS=%s" % (
@@ -311,6 +312,8 @@ def profile_step(args, images):
 def main():
     args = parse_args()
     print(device_line(), flush=True)
+    device, warning = choose_device("auto")  # the trainers' line, and their fallback warning
+    print("\n".join(filter(None, [device, warning])), flush=True)
     print("levers: %s" % tf_levers(args), flush=True)
     images = demo_images(args.data_dir, args.image_size)
     if args.profile:

@@ -9,7 +9,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-import gantut_tfenv  # noqa: E402,F401  (first: TensorFlow then loads without Keras; see it)
+import extras.tfenv  # noqa: E402,F401  (first: TensorFlow then loads without Keras; see it)
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -47,13 +47,13 @@ def assert_refused(result, start):
 
 
 def flag_errors(module, *argvs):
-    """What the trainer `module`'s flag parser (gantut_run.parse_flags) says of each argv: its
+    """What the trainer `module`'s flag parser (extras.run.parse_flags) says of each argv: its
     one-line error, or None if it parses. One process imports the trainer for all of them."""
-    script = ("import json, sys, gantut_run, %s\nerrors = []\n"
+    script = ("import json, sys, extras.run, %s\nerrors = []\n"
               "for argv in json.loads(sys.argv[1]):\n"
-              "    try:\n        gantut_run.parse_flags([%r] + argv)\n        errors.append(None)\n"
+              "    try:\n        extras.run.parse_flags([%r] + argv)\n        errors.append(None)\n"
               "    except SystemExit as stop:\n        errors.append(str(stop.code))\n"
-              "    gantut_run.flags.FLAGS.unparse_flags()\n"
+              "    extras.run.flags.FLAGS.unparse_flags()\n"
               "print(json.dumps(errors))" % (module, module))
     return python_json(script, json.dumps(argvs))
 

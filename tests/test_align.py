@@ -23,9 +23,9 @@ import skimage.data
 from PIL import Image
 
 import align_faces as af  # importable: conftest.py puts the repository on sys.path
-import gantut_utils
+import extras.utils
 from gantut_imgfuncs import open_image
-from gantut_utils import HOST, TEMP_NAME, Progress, timed_steps
+from extras.utils import HOST, TEMP_NAME, Progress, timed_steps
 
 SCRIPT = Path(__file__).resolve().parent.parent / 'align_faces.py'
 SIZE = 64
@@ -200,7 +200,7 @@ def test_stale_temp_files_of_dead_processes_are_removed(tmp_path):
 def test_a_temp_file_whose_pid_has_come_round_to_another_process_is_removed(tmp_path):
     """PIDs are reused (pid_max is often 32768, and threads take them too): a temp name carries
     its writer's start time, so a later process under the same number does not keep it."""
-    mine = Path(gantut_utils.temp_path(str(tmp_path / 'a.png')))
+    mine = Path(extras.utils.temp_path(str(tmp_path / 'a.png')))
     start = int(TEMP_NAME.match(mine.name)['start'])
     reused = tmp_path / f'.b.tmp-{os.getpid()}-{start - 1}@{HOST}.png'
     for path in (mine, reused):
@@ -213,19 +213,19 @@ def test_a_lock_whose_pid_has_come_round_to_another_process_is_taken_over(tmp_pa
     lock = tmp_path / '.lock'
     me = {'host': socket.gethostname(), 'pid': os.getpid()}
     lock.write_text(json.dumps(me))  # no start time: the pid alone says the owner is alive
-    with pytest.raises(gantut_utils.FolderBusy, match='in use by another run'):
-        with gantut_utils.folder_lock(str(tmp_path)):
+    with pytest.raises(extras.utils.FolderBusy, match='in use by another run'):
+        with extras.utils.folder_lock(str(tmp_path)):
             pass
-    lock.write_text(json.dumps({**me, 'start': gantut_utils.process_start(os.getpid()) - 1}))
-    with gantut_utils.folder_lock(str(tmp_path)):
-        assert json.loads(lock.read_text())['start'] == gantut_utils.process_start(os.getpid())
+    lock.write_text(json.dumps({**me, 'start': extras.utils.process_start(os.getpid()) - 1}))
+    with extras.utils.folder_lock(str(tmp_path)):
+        assert json.loads(lock.read_text())['start'] == extras.utils.process_start(os.getpid())
     assert not lock.exists()
 
 
 def test_temp_names_carry_a_sanitised_host_and_keep_the_extension():
     """A dotted host name (node1.cluster.local) must not pass for the extension."""
     code = ('import socket; socket.gethostname = lambda: "node1.cluster.local"\n'
-            'import gantut_utils as u\n'
+            'import extras.utils as u\n'
             'name = u.temp_path("out/celebA__000001.v2_8aa46abb.png").rsplit("/", 1)[1]\n'
             'print(*u.TEMP_NAME.match(name).group("pid", "host", "ext"))\n')
     result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
@@ -235,7 +235,7 @@ def test_temp_names_carry_a_sanitised_host_and_keep_the_extension():
     assert (host, extension) == ('node1_cluster_local', '.png') and int(pid) > 0
     assert re.fullmatch(r'[A-Za-z0-9_-]+', HOST)
     # folder_lock's draft of .lock too, so the draft of a killed run is cleared.
-    assert TEMP_NAME.match(os.path.basename(gantut_utils.temp_path('checkpoint/.lock')))
+    assert TEMP_NAME.match(os.path.basename(extras.utils.temp_path('checkpoint/.lock')))
 
 
 def test_align_faces_does_not_import_tensorflow():
@@ -268,7 +268,7 @@ class Terminal(io.StringIO):
 def fake_clock(monkeypatch, *readings):
     """time.monotonic for Progress: the start, then one reading per advance."""
     clock = iter(readings)
-    monkeypatch.setattr(gantut_utils, 'time', types.SimpleNamespace(monotonic=lambda: next(clock)))
+    monkeypatch.setattr(extras.utils, 'time', types.SimpleNamespace(monotonic=lambda: next(clock)))
 
 
 def test_progress_rewrites_its_line_on_a_terminal(monkeypatch):
@@ -483,3 +483,70 @@ def test_the_trainer_trains_on_the_aligned_folder(mixed_folder, first_run, tmp_p
     assert ' [*] 8 images from %s' % out in result.stdout
     assert re.search(r'^Epoch \[ 0\] \[   1/   2\]', result.stdout, re.M)
     assert (tmp_path / 'samples' / 'epoch_00.png').exists()
+
+
+# --- Workers that die ---------------------------------------------------------------
+
+def worker_pids(parent):
+    """The aligner's worker processes (spawned children of `parent`, not its resource tracker)."""
+    pids = []
+    try:
+        children = Path(f'/proc/{parent}/task/{parent}/children').read_text().split()
+    except OSError:
+        return pids
+    for child in children:
+        try:
+            cmdline = Path(f'/proc/{child}/cmdline').read_bytes()
+        except OSError:
+            continue
+        if b'spawn_main' in cmdline:
+            pids.append(int(child))
+    return pids
+
+
+def holds_open(pid, name):
+    """Whether process `pid` has a file called `name` open (it is decoding that photo)."""
+    try:
+        return any(os.readlink(f'/proc/{pid}/fd/{fd}').endswith(name)
+                   for fd in os.listdir(f'/proc/{pid}/fd'))
+    except OSError:  # the process or the descriptor went away meanwhile
+        return False
+
+
+def test_a_killed_worker_costs_only_a_retry_and_a_photo_that_kills_twice_is_reported(
+        tmp_path, astronaut):
+    """SIGKILL, as the OOM killer sends it: one worker killed at random mid-run, and every worker
+    that opens zz_killer.jpg. The run still ends, with every photo aligned or reported."""
+    photos, out = tmp_path / 'photos', tmp_path / 'aligned'
+    relative_paths = [f'photo{index}.jpg' for index in range(40)]
+    for path in relative_paths:
+        save(cv2.resize(astronaut, (800, 800)), photos / path)
+    # Last in the listing, and slow to decode: the random kill comes first.
+    save(cv2.resize(astronaut, (6000, 6000)), photos / 'zz_killer.jpg', quality=90)
+    process = subprocess.Popen([sys.executable, str(SCRIPT), photos, 'align', 'outerEyesAndNose',
+                                out, '--workers', '2'], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    killed, dead, deadline = {'random': 0, 'killer': 0}, set(), time.time() + 240
+    while process.poll() is None:
+        assert time.time() < deadline, 'the run hangs'
+        workers = worker_pids(process.pid)
+        if not killed['random'] and out.is_dir() and len(pngs(out)) >= 3 and workers:
+            os.kill(workers[-1], signal.SIGKILL)
+            dead.add(workers[-1])
+            killed['random'] += 1
+        for pid in set(workers) - dead:
+            if holds_open(pid, 'zz_killer.jpg'):
+                os.kill(pid, signal.SIGKILL)
+                dead.add(pid)
+                killed['killer'] += 1
+        time.sleep(0.002)
+    stdout, stderr = process.communicate()
+    assert process.returncode == 0, stderr[-2000:]
+    # The random kill may have hit zz_killer.jpg's first try: two deaths on it either way.
+    assert killed['random'] == 1 and 1 <= killed['killer'] <= 2, (killed, stdout, stderr)
+    assert counts_of(stdout) == expect_counts(aligned=40, killed=1)
+    assert pngs(out) == sorted(af.output_name(path) for path in relative_paths)
+    [line] = report_lines(out / 'align_faces_report.txt')
+    assert line[:2] == ['killed its worker twice', 'zz_killer.jpg']
+    assert 'zz_killer.jpg' in stderr
+    assert not [name for name in os.listdir(out) if TEMP_NAME.match(name)]

@@ -142,12 +142,24 @@ def test_a_training_job_stopped_twice_by_the_scheduler_resumes_and_finishes(clus
 
 
 def test_a_training_job_with_a_bad_dataset_fails_with_the_reason(cluster, tmp_path):
-    # The GPU script, with its GPU lines overridden to run on this node.
     log = str(tmp_path / "bad.out")
-    job = submit(cluster, "train_gpu.sbatch", "--partition=debug", "--gres=none",
-                 "--cpus-per-task=1", "--mem=1G", "--chdir", str(tmp_path), "--output", log,
-                 DATASET=str(tmp_path / "no_such_folder"))
+    job = submit(cluster, "train_cpu.sbatch", "--cpus-per-task=1", "--mem=1G", "--chdir",
+                 str(tmp_path), "--output", log, DATASET=str(tmp_path / "no_such_folder"))
     state = cluster.wait_ended(job)[0]
     assert (state["JobState"], state["ExitCode"], state["Restarts"]) == ("FAILED", "1:0", "0")
     errors = [line for line in read(log).splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "no_such_folder" in errors[0], read(log)[-2000:]
+
+
+def test_a_gpu_job_on_a_node_where_tensorflow_sees_no_gpu_fails_at_once_saying_so(cluster,
+                                                                                tmp_path):
+    # The GPU script, with its GPU lines overridden to run on this CPU-only node.
+    log = str(tmp_path / "gpu.out")
+    job = submit(cluster, "train_gpu.sbatch", "--partition=debug", "--gres=none",
+                 "--cpus-per-task=1", "--mem=1G", "--chdir", str(tmp_path), "--output", log,
+                 DATASET="demo")
+    state = cluster.wait_ended(job)[0]
+    assert (state["JobState"], state["ExitCode"], state["Restarts"]) == ("FAILED", "1:0", "0")
+    errors = [line for line in read(log).splitlines() if line.startswith("error: ")]
+    assert errors == [line for line in errors if "--device gpu" in line] and len(errors) == 1
+    assert not os.path.exists(tmp_path / "checkpoint")  # nothing made, nothing trained

@@ -8,7 +8,7 @@ import tensorflow.compat.v1 as tf
 
 from conftest import write_images
 from gantut_datafuncs import batch_norm, conv2d, conv2d_transpose, dataset_files, linear, lrelu
-from gantut_dataset import DatasetError, epoch_batches, feed_batches, load_dataset, prefetch
+from extras.dataset import DatasetError, epoch_batches, feed_batches, load_dataset, prefetch
 
 
 def variables():
@@ -220,3 +220,15 @@ def test_fused_batch_norm_computes_what_the_posts_batch_norm_computes(sess):
     for ours, posts in zip(fused_moving, plain_moving):
         np.testing.assert_allclose(ours, posts, rtol=1e-5)
     assert not np.allclose(plain_moving[0], 0)  # the update moved them
+
+
+def test_fused_batch_norm_gives_gradients_after_a_session_has_run_it(sess):
+    """As image completion does: gradients of a restored model, built after its first run."""
+    x = tf.placeholder(tf.float32, [2, 4, 4, 3])
+    train = tf.placeholder(tf.bool, [])
+    y = batch_norm(name="bn", fused=True)(x, train)
+    sess.run(tf.global_variables_initializer())
+    value = np.random.default_rng(0).normal(size=(2, 4, 4, 3))
+    sess.run(y, {x: value, train: False})
+    grad = tf.gradients(tf.reduce_sum(tf.square(y)), x)[0]
+    assert np.all(np.isfinite(sess.run(grad, {x: value, train: False})))

@@ -1,4 +1,4 @@
-"""Tests of gantut_metrics.py (quality figures beside Part 5): real dlib models, a real photo of a
+"""Tests of extras/metrics.py (quality figures beside Part 5): real dlib models, a real photo of a
 face (scikit-image's astronaut) aligned by align_faces.py, and photos without faces."""
 import cv2
 import dlib
@@ -7,7 +7,7 @@ import pytest
 import skimage.data
 
 import align_faces
-import gantut_metrics as metrics
+import extras.metrics as metrics
 
 SET_SIZE = 160
 

@@ -1,4 +1,4 @@
-"""Issue 14: only our own lines by default (gantut_tfenv.py), and TensorBoard without errors about
+"""Issue 14: only our own lines by default (extras/tfenv.py), and TensorBoard without errors about
 our folders; real subprocesses, a real pty and a real TensorBoard."""
 import os
 import re
@@ -12,7 +12,7 @@ import pytest
 import skimage.data
 from PIL import Image
 
-import gantut_tfenv
+import extras.tfenv
 from conftest import REPO, TINY, run_trainer, write_images
 
 # Our own line starts, and progress lines (`label: n/total unit, rate unit/s, ETA ...`).
@@ -54,19 +54,19 @@ def trained(tmp_path_factory):
     (["--", "--verbose"], {}, False), (["--verbosity=1"], {}, False),
     ([], {"GANTUT_VERBOSE": "1"}, True), (["--noverbose"], {"GANTUT_VERBOSE": "1"}, False)])
 def test_verbose_is_read_from_the_command_line_and_the_environment(argv, environ, verbose):
-    assert gantut_tfenv.verbose_requested(["prog"] + argv, environ) is verbose
+    assert extras.tfenv.verbose_requested(["prog"] + argv, environ) is verbose
 
 
 def test_a_program_that_is_not_ours_keeps_its_stderr():
-    result = run_python("import sys, gantut_tfenv; print(sys.stderr.fileno())",
+    result = run_python("import sys, extras.tfenv; print(sys.stderr.fileno())",
                         capture_output=True, text=True)
     assert result.stdout == "2\n" and result.stderr == ""
 
 
 def test_the_filter_drops_only_the_listed_lines_and_loses_nothing_at_exit():
     code = "\n".join([
-        "import os, sys, gantut_tfenv",
-        "gantut_tfenv.filter_stderr(gantut_tfenv.FILTERED)",
+        "import os, sys, extras.tfenv",
+        "extras.tfenv.filter_stderr(extras.tfenv.FILTERED)",
         "os.write(2, b'C++ line 1\\n')",
         "os.write(2, %r)" % CUDA_STUB_LINE,
         "os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called are "
@@ -94,7 +94,7 @@ def test_the_filter_drops_only_the_listed_lines_and_loses_nothing_at_exit():
 
 def test_a_terminal_stays_a_terminal_for_progress_lines():
     main, child = os.openpty()
-    code = ("import sys, gantut_tfenv; gantut_tfenv.filter_stderr(gantut_tfenv.FILTERED); "
+    code = ("import sys, extras.tfenv; extras.tfenv.filter_stderr(extras.tfenv.FILTERED); "
             "print(sys.stderr.isatty()); sys.stderr.write('a: 1/2 x\\ra: 2/2 x\\n')")
     result = run_python(code, stdout=subprocess.PIPE, stderr=child, text=True)
     os.close(child)

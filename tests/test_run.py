@@ -1,4 +1,4 @@
-"""The run machinery a training loop owns (gantut_run.TrainingRun), in-process on a real Session:
+"""The run machinery a training loop owns (extras.run.TrainingRun), in-process on a real Session:
 the position round trip, checkpoints when due, stop requests, the loss log; and a checkpoint
 written before the run machinery was its own object still resumes."""
 import os
@@ -12,7 +12,7 @@ import tensorflow.compat.v1 as tf
 from conftest import checkpoint_steps
 
 from gantut_gan import DCGAN
-from gantut_run import Position, TrainingError, TrainingRun, saved_position
+from extras.run import Position, TrainingError, TrainingRun, saved_position
 
 MODEL = "Toy.model"
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "checkpoint_v1")

@@ -1,46 +1,14 @@
-"""How TensorFlow is loaded here (ours): with oneDNN's kernels, without Keras, and, in our own
-programs, with only our own lines on the terminal.
+"""How TensorFlow is loaded here (ours): imported before TensorFlow everywhere, since it reads
+these settings once, when it loads.
 
-Every module and entry point that imports TensorFlow imports this module first: TensorFlow reads
-these settings once, when the library is loaded.
-
-Without Keras, always: TensorFlow 2 imports Keras 3 as it loads, only to register Keras's own
-optimizers. This project is TF1 graph code and never uses Keras, and Keras in turn imports
-OpenCV, so `import gantut_gan` would load OpenCV for nothing and every start would take about 2 s
-longer. TF_USE_LEGACY_KERAS=1 (unless the environment sets it) makes TensorFlow look for the
-separate tf_keras package instead, which is not installed, so it loads neither. (`tf.keras` is
-then unavailable in that process; `import keras` still works.)
-
-With oneDNN's kernels, always: TensorFlow turns them on by itself only on CPUs with AVX-512
-VNNI/BF16 or AMX and runs its older Eigen kernels elsewhere. On a 2-core AVX2 AMD EPYC the
-training step ran about 2x faster with oneDNN (93% of the step is convolution, and oneDNN's are
-twice as fast; bench/LEVERS.md), so TF_ENABLE_ONEDNN_OPTS=1 unless the environment sets it
-(TF_ENABLE_ONEDNN_OPTS=0 for Eigen's). It changes nothing where TensorFlow would have chosen it,
-and --bf16's rewrite needs it anyway.
-
-Only our own lines: the rest acts only for the programs of this repository (the `__main__`
-script lies in it), never for a test run or a notebook that imports our modules, and not at all
-with `--verbose` on the command line (in any form absl accepts: --verbose, --verbose=true,
---noverbose) or GANTUT_VERBOSE=1 in the environment. Otherwise it:
-
-- sets TF_CPP_MIN_LOG_LEVEL=2 (unless the environment sets it): TensorFlow's C++ INFO and WARNING
-  lines go (CPU features, MLIR, grappler's auto_mixed_precision at every new graph), its ERRORs
-  stay. No gRPC variable is set: these programs never start gRPC (local sessions only);
-- sets the Python logger 'tensorflow', and absl's Python logging, to ERROR: deprecation notices
-  such as `remove_checkpoint ... is deprecated` (printed twice, by TensorFlow's handler and by
-  absl's on the root logger) go;
-- filters file descriptor 2 for the lines in FILTERED. They are written by the C++ libraries
-  while `tensorflow` is imported or a first Session starts, before absl's C++ logging is set up
-  (or, for cuInit, as an ERROR), so no level or variable reaches them; they all say "this machine
-  has no GPU", which a CPU user knows.
-
-The filter: descriptor 2 becomes a pipe read by a daemon thread, which drops the matching lines
-and copies every other byte unchanged to the original stderr. Python's `sys.stderr` is moved onto
-a copy of the original descriptor, so our own lines, tracebacks, `sys.exit` messages and `\\r`
-progress lines never pass through the pipe: they keep their order and their terminal (isatty).
-Only what C/C++ code (and child processes) write to descriptor 2 is filtered; such a line that
-passes keeps its order among its kind, a few milliseconds late at most. At exit the original is
-put back on descriptor 2 and the thread passes on what is left in the pipe.
+Always: without Keras (TF_USE_LEGACY_KERAS=1: this TF1 code never uses Keras 3, which would load
+OpenCV and add about 2 s to every start) and with oneDNN's kernels (TF_ENABLE_ONEDNN_OPTS=1, about
+2x faster steps where TensorFlow would pick Eigen's; bench/LEVERS.md), each unless the
+environment sets it. In our own programs only (the `__main__` script lies in this repository),
+unless --verbose or GANTUT_VERBOSE=1: TensorFlow's C++ INFO and WARNING lines and its and absl's
+Python logging below ERROR go, and the lines of FILTERED are dropped from file descriptor 2 by a
+thread that copies every other byte unchanged; `sys.stderr` itself bypasses the filter, so our
+lines keep their order and their terminal. README's "Quiet by default" says why each line goes.
 """
 import atexit
 import logging
@@ -69,7 +37,7 @@ VERBOSE_FLAG = re.compile(r"--?(no)?verbose(?:=(.*))?$")
 # The help of the --verbose flag that both trainers define, so that absl accepts what this module
 # has already read (its default: VERBOSE, so GANTUT_VERBOSE=1 shows in it).
 VERBOSE_HELP = ("Also show TensorFlow's and absl's own log lines, otherwise lowered or filtered "
-                "(gantut_tfenv.py); also GANTUT_VERBOSE=1 [False]")
+                "(extras/tfenv.py); also GANTUT_VERBOSE=1 [False]")
 # How long an unfinished line waits in the filter for its end before it is passed on as it is.
 PARTIAL_LINE_WAIT_S = 0.1
 
@@ -91,7 +59,7 @@ def verbose_requested(argv, environ):
 def running_our_program():
     """Whether the `__main__` script is one of this repository's (its folder or bench/)."""
     script = getattr(sys.modules.get("__main__"), "__file__", None)
-    here = os.path.dirname(os.path.realpath(__file__))
+    here = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
     return script is not None and os.path.dirname(os.path.realpath(script)) in (
         here, os.path.join(here, "bench"))
 

@@ -19,7 +19,7 @@ treated as gray RGB) of [0, 255] pixels, square crops aligned like the training 
 (align_faces.py). Generator output in [-1, 1] converts with
 `to_uint8(inverse_transform(samples))` of gantut_imgfuncs.
 """
-import gantut_tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
+import extras.tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
 
 import functools
 import hashlib

@@ -27,7 +27,7 @@ from PIL import Image
 
 from gantut_datafuncs import dataset_files
 from gantut_imgfuncs import center_crop, open_image, transform
-from gantut_utils import Progress, atomic_path, read_json
+from extras.utils import Progress, atomic_path, read_json
 
 # Bump when the decoding changes, so old caches are rebuilt rather than trusted.
 CACHE_VERSION = 2  # 2: 16-bit levels scaled by 1/257, tRNS transparency on white

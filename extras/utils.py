@@ -252,23 +252,6 @@ def read_json(path):
         return None
 
 
-def register_flag_checks(flags, at_least=(), fractions=()):
-    """Refuse at start, naming the flag, values that make no sense (project helper for the
-    trainers' absl flags): `at_least` pairs (name, minimum); `fractions` names flags that must
-    lie in [0, 1); every trainer also refuses a learning rate of 0 or less and a c_dim other
-    than 1 or 3."""
-    for name, least in at_least:
-        flags.register_validator(name, lambda value, least=least: value >= least,
-                                 message="--%s must be at least %s" % (name, least))
-    for name in fractions:
-        flags.register_validator(name, lambda value: 0 <= value < 1,
-                                 message="--%s must be in [0, 1)" % name)
-    flags.register_validator("c_dim", lambda value: value in (1, 3),
-                             message="--c_dim must be 1 (grayscale) or 3 (RGB)")
-    flags.register_validator("learning_rate", lambda value: value > 0,
-                             message="--learning_rate must be above 0")
-
-
 def node_line(used, unit="threads"):
     """The start-up line saying where a run is and what it uses, for a cluster job's log:
     ` [*] node HOST, 2 threads (of 4 cores this process may run on)` (project helper)."""

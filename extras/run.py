@@ -17,7 +17,7 @@ stage's Pix2Pix); what lets such a loop be stopped, resumed and watched is here,
 - logs: `Speedometer` (img/s and ETA), `LossLog` (logs/losses.csv and .png), `log_metrics`
   (quality figures to TensorBoard and logs/metrics.csv), `save_sample_grid`.
 """
-import gantut_tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
+import extras.tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
 
 import collections
 import contextlib
@@ -36,8 +36,8 @@ from absl import flags
 from tensorflow.core.protobuf import rewriter_config_pb2
 
 from gantut_imgfuncs import save_images
-from gantut_plots import plot_losses
-from gantut_utils import (FolderBusy, atomic_path, folder_lock, format_seconds, read_json,
+from extras.plots import plot_losses
+from extras.utils import (FolderBusy, atomic_path, folder_lock, format_seconds, read_json,
                           remove_stale_temp_files)
 
 # Beside the checkpoints: the flags that fix the model's variables.
@@ -347,11 +347,9 @@ def bf16_wins():
 
 
 def fused_batch_norm_wins():
-    """Whether batch norm's fused kernel is the faster choice on this machine: on a GPU
-    (cuDNN's kernel) and on CPUs with AMX (24% faster steps under the bfloat16 rewrite on an
-    Intel Xeon); not on AVX512-BF16 without AMX (slower on an AMD EPYC) nor on AVX2 alone (no
-    gain beyond noise; bench/LEVERS.md)."""
-    return "amx_bf16" in cpu_flags() or gpu_visible()
+    """Whether batch norm's fused kernel is the faster choice here: on a GPU and on CPUs with
+    bfloat16 instructions; not on AVX2 alone (bench/LEVERS.md has the figures per CPU kind)."""
+    return cpu_has_bf16() or gpu_visible()
 
 
 def session_config(threads, bf16):

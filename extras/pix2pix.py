@@ -18,11 +18,11 @@ decoder level of its size, so details need not squeeze through the 1x1 bottlenec
 D is a PatchGAN: a few 4x4 convolutions whose every output judges one patch, 70x70 at 256 px.
 
 The layer ops, the uint8 cache, the checkpoint code and the image helpers are those of the
-DCGAN stage (gantut_datafuncs, gantut_dataset, gantut_run, gantut_imgfuncs). Pairs live in ONE cache array,
+DCGAN stage (gantut_datafuncs, extras.dataset, extras.run, gantut_imgfuncs). Pairs live in ONE cache array,
 N x size x size x 2*c_dim, the input and target images concatenated on the channel axis (the
 post kept them in an HDF5 file to avoid running out of memory; the memory-mapped cache does that).
 """
-import gantut_tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
+import extras.tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
 
 import os
 import sys
@@ -33,13 +33,13 @@ from PIL import Image
 
 from gantut_datafuncs import (batch_norm, conv2d, conv2d_transpose, has_prefix, linear, lrelu,
                               sigmoid_loss)
-from gantut_dataset import (DatasetError, augment_images, cached_rows, dataset_fingerprint,
+from extras.dataset import (DatasetError, augment_images, cached_rows, dataset_fingerprint,
                             epoch_batches, prefetch, split_holdout)
 from gantut_gan import width_multiple
-from gantut_run import (TrainingRun, first_line, restore_checkpoint, save_checkpoint,
+from extras.run import (TrainingRun, first_line, restore_checkpoint, save_checkpoint,
                         save_sample_grid)
 from gantut_imgfuncs import center_crop, imread, transform
-from gantut_utils import image_files
+from extras.utils import image_files
 
 # Dropout rate of the first decoder layers while training: pix2pix's only source of noise.
 DROPOUT_RATE = 0.5

@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from gantut_utils import atomic_path
+from extras.utils import atomic_path
 
 DPI = 100  # figure inches times this are the pixels asked for
 EPOCH_COLOUR = "#969696"
