@@ -4,6 +4,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import signal
 from types import SimpleNamespace
 
@@ -296,8 +297,10 @@ def test_translation_from_a_checkpoint_gives_the_same_output_twice(trained, tmp_
         assert image.size == (16, 16)  # the size recorded in model.json, with no flag given
 
 
-def test_a_second_run_resumes_at_the_saved_step(trained):
-    work, _, _ = trained
+def test_a_second_run_resumes_at_the_saved_step(trained, tmp_path):
+    # On a copy: the other tests read the trained run as it was left.
+    work = tmp_path / "run"
+    shutil.copytree(trained[0], work)
     result = run_pix2pix(str(work), "--dataset", "pairs", "--epoch", "3", "--sample_freq", "100",
                          "--ckpt_freq", "100", *TINY)
     assert result.returncode == 0, result.stderr[-3000:]
