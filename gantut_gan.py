@@ -44,20 +44,9 @@ WGAN_GP_SCALARS = ("gradient_penalty", "wasserstein_estimate")
 
 
 class DCGAN(object):
-    """Deep convolutional GAN of the posts (Part 4).
-
-    Build it inside a Session: `DCGAN(sess, image_size=64, batch_size=64, checkpoint_dir=...)`
-    builds the graph at once (`build_model`); `train(config)` runs the training loop.
-    `lam` weighs the perceptual loss of image completion (Part 1's goal).
-
-    `loss` is "gan" (the posts' loss: D says how likely an image is real) or "wgan-gp"
-    (addition, Gulrajani et al. 2017): D becomes a critic whose unbounded score estimates the
-    Wasserstein distance, kept 1-Lipschitz by a gradient penalty weighted `gp_lambda`, and
-    trained `n_critic` times per generator update. The critic has layer norm where D has batch
-    norm: batch norm would make each image's score depend on the others in its batch, which
-    the per-image penalty forbids. `fused_bn` (addition) computes batch norm in one fused
-    kernel: the same arithmetic, faster on some machines.
-    """
+    """Deep convolutional GAN of the posts (Part 4), built at once inside the Session `sess`;
+    `train(config)` runs the training loop. `loss` is "gan" (the posts') or "wgan-gp" (addition:
+    a critic with layer norm, `gp_lambda`, `n_critic`); `fused_bn` (addition) picks the kernel."""
 
     model_name = "DCGAN.model"
     # The flags that fix the model's variables: recorded beside the checkpoints (model.json),
@@ -282,13 +271,9 @@ class DCGAN(object):
         return ["d_loss_real", "d_loss"], ["d_loss_fake", "g_loss"]
 
     def wgan_gp_losses(self):
-        """WGAN-GP losses (addition: Gulrajani et al. 2017, algorithm 1).
-
-        critic loss = mean critic(fake) - mean critic(real) + gp_lambda * gradient penalty;
-        G loss = -mean critic(fake). Their difference of means, the `wasserstein_estimate`, is
-        the critic's estimate of the distance between real and generated images: it should
-        fall as G improves. All four scalars go with the critic update, which computes them.
-        """
+        """WGAN-GP losses (addition: Gulrajani et al. 2017, algorithm 1): critic loss = -(the
+        `wasserstein_estimate`, mean critic(real) - mean critic(fake)) + gp_lambda * penalty;
+        G loss = -mean critic(fake). Returns the scalars' names for the D and G summaries."""
         self.wasserstein_estimate = tf.subtract(tf.reduce_mean(self.D_logits),
                                                 tf.reduce_mean(self.D_logits_),
                                                 name="wasserstein_estimate")

@@ -64,14 +64,9 @@ Position = collections.namedtuple("Position", "step epoch batch data_seed")
 
 
 class TrainingRun(object):
-    """The run machinery a training loop creates and owns (the models inherit none of it): the
-    training position in the checkpoint, a Saver of every variable (the weights and Adam's
-    state), the summary writer, the loss log, speed, stop requests and checkpoints when due.
-
-    Made once the whole graph is built: it adds the position variable and the Saver, initialises
-    the variables and resumes from the newest checkpoint in `config.checkpoint_dir` (`start`).
-    Use it as a context (`with run:`): Ctrl-C and SIGTERM then only request a stop.
-    """
+    """The run machinery a training loop creates, after the whole graph, and owns: the position
+    in the checkpoint (`start`, resumed at once), a Saver of every variable, the writer, loss log,
+    speed, stop requests and checkpoints when due. `with run:` makes Ctrl-C a stop request."""
 
     def __init__(self, sess, config, model_name, shape_flags, total_steps, batch_size):
         self.sess, self.config, self.model_name = sess, config, model_name
@@ -206,15 +201,9 @@ def restore_checkpoint(sess, saver, checkpoint_dir, model_name, shape_flags):
 
 
 def point_tensorboard_at(logs_dir, checkpoint):
-    """Name `checkpoint` in a TF checkpoint state file in `logs_dir`.
-
-    TensorBoard's projector looks for a state file named `checkpoint` in the log folder and, if
-    there is none, in its parent: there it met the default --checkpoint_dir, a folder of that
-    very name, and logged "FailedPreconditionError: checkpoint; Is a directory ... Checkpoint
-    ignored" on every reload. With the state file in the log folder it never looks further (and
-    its projector shows the checkpoint's 2-D variables). The path is relative to `logs_dir`, so
-    the project folder can move; a `logs_dir` that is the checkpoint folder has the Saver's own.
-    """
+    """Name `checkpoint` in a TF checkpoint state file in `logs_dir` (relative, so the project
+    folder can move), where TensorBoard's projector looks first: it would otherwise meet our
+    `checkpoint/` folder in the parent and log an error on every reload (README)."""
     logs_dir = os.path.abspath(logs_dir)
     if logs_dir != os.path.dirname(os.path.abspath(checkpoint)):
         tf.train.update_checkpoint_state(logs_dir,
