@@ -30,7 +30,7 @@ def adam_updates(sess):
 
 def train(folder, loss, fused_bn, summary_freq):
     """Train STEPS steps from seed 0 in a fresh graph; return (losses per step, Adam's update
-    counts, batch norm's moving averages by name)."""
+    counts, G's batch-norm moving averages by name)."""
     for name in "csl":
         (folder / name).mkdir(parents=True)
     images = np.random.default_rng(0).integers(0, 256, (8 * STEPS, 16, 16, 3), dtype=np.uint8)
@@ -39,7 +39,10 @@ def train(folder, loss, fused_bn, summary_freq):
         dcgan = DCGAN(sess, image_size=16, batch_size=8, sample_size=8, z_dim=8, gf_dim=4,
                       df_dim=4, loss=loss, n_critic=2, fused_bn=fused_bn)
         dcgan.train(config(folder, summary_freq), images)
-        averages = [var for var in tf.global_variables() if "/moving_" in var.op.name]
+        # G's: D's real and fake passes both update D's averages, in either order, so those
+        # differ from run to run in either branch.
+        averages = [var for var in tf.global_variables()
+                    if "/moving_" in var.op.name and var.op.name.startswith("generator/")]
         averages = dict(zip([var.op.name for var in averages], sess.run(averages)))
         updates = adam_updates(sess)
     rows = np.genfromtxt(folder / "l" / "losses.csv", delimiter=",", names=True)
