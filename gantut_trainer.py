@@ -258,6 +258,7 @@ def evaluate_checkpoint(dcgan, images):
     if not len(holdout):
         sys.exit("error: --holdout %g of %d images holds out none; raise --holdout or add images"
                  % (FLAGS.holdout, len(images)))
+    # A weights-only checkpoint (DCGAN.save) holds no position: logged as epoch 0, step 0.
     position = saved_position(FLAGS.checkpoint_dir, DCGAN.model_name) or Position(0, 0, 1, 0)
     figures = dcgan.evaluate(images[holdout[:FLAGS.eval_samples]])
     with tf.summary.FileWriter(FLAGS.logs_dir) as writer:

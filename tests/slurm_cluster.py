@@ -1,5 +1,5 @@
-"""A real one-node SLURM cluster on localhost for the tests of jobs/ (project addition; see
-issue 16): munged, slurmctld and slurmd from Debian's `munge` and `slurm-wlm` packages, with
+"""A real one-node SLURM cluster on localhost for the tests of jobs/ (project addition):
+munged, slurmctld and slurmd from Debian's `munge` and `slurm-wlm` packages, with
 every key, socket, state folder, log and port of their own in one temp folder, so they touch
 nothing of the machine's own setup and nothing of another run's.
 """

@@ -1,4 +1,4 @@
-"""The job scripts of jobs/ under a real SLURM (project addition; see issue 16): a one-node
+"""The job scripts of jobs/ under a real SLURM (project addition): a one-node
 cluster on localhost (tests/slurm_cluster.py), real array tasks, real requeues, real signals
 sent by the scheduler, and the real trainer and aligner.
 

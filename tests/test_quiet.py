@@ -1,4 +1,4 @@
-"""Issue 14: only our own lines by default (extras/tfenv.py), and TensorBoard without errors about
+"""Only our own lines by default (extras/tfenv.py), and TensorBoard without errors about
 our folders; real subprocesses, a real pty and a real TensorBoard."""
 import os
 import re
