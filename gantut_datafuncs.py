@@ -75,7 +75,8 @@ def conv2d_transpose(input_, output_shape, k_h=5, k_w=5, d_h=2, d_w=2, stddev=0.
     with tf.variable_scope(name):
         w = tf.get_variable("w", [k_h, k_w, output_shape[-1], input_.shape[-1]],
                             initializer=tf.random_normal_initializer(stddev=stddev))
-        dynamic_shape = tf.stack([tf.shape(input_)[0]] + list(output_shape[1:]))
+        # concat, not stack: grappler's float16 rewrite crashes on a stacked (Pack) shape.
+        dynamic_shape = tf.concat([tf.shape(input_)[:1], list(output_shape[1:])], 0)
         deconv = tf.nn.conv2d_transpose(input_, w, output_shape=dynamic_shape,
                                         strides=[1, d_h, d_w, 1])
         deconv.set_shape([input_.shape[0]] + list(output_shape[1:]))

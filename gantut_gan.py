@@ -32,6 +32,7 @@ from gantut_datafuncs import (batch_norm, conv2d, conv2d_transpose, dataset_file
 from extras.dataset import feed_batches, load_dataset, split_holdout
 from gantut_imgfuncs import grid_shape, inverse_transform, save_images, to_uint8, transform
 from extras.plots import write_progress_gif
+from extras.precision import loss_scaled
 from extras.run import (TrainingRun, log_metrics, restore_checkpoint, save_checkpoint,
                         save_sample_grid)
 
@@ -46,7 +47,8 @@ WGAN_GP_SCALARS = ("gradient_penalty", "wasserstein_estimate")
 class DCGAN(object):
     """Deep convolutional GAN of the posts (Part 4), built at once inside the Session `sess`;
     `train(config)` runs the training loop. `loss` is "gan" (the posts') or "wgan-gp" (addition:
-    a critic with layer norm, `gp_lambda`, `n_critic`); `fused_bn` (addition) picks the kernel."""
+    a critic with layer norm, `gp_lambda`, `n_critic`); `fused_bn` (addition) picks the kernel;
+    `loss_scale` (addition: --mixed_precision) holds DynamicLossScale's arguments, or None."""
 
     model_name = "DCGAN.model"
     # The flags that fix the model's variables: recorded beside the checkpoints (model.json),
@@ -56,7 +58,7 @@ class DCGAN(object):
     def __init__(self, sess, image_size=64, is_crop=False, batch_size=64, sample_size=64,
                  z_dim=100, gf_dim=64, df_dim=64, gfc_dim=1024, dfc_dim=1024, c_dim=3,
                  checkpoint_dir=None, lam=0.1, loss="gan", gp_lambda=10.0, n_critic=5,
-                 fused_bn=False):
+                 fused_bn=False, loss_scale=None):
         if not valid_image_size(image_size):
             raise ValueError(image_size_error(image_size))
         if c_dim not in (1, 3):
@@ -79,6 +81,7 @@ class DCGAN(object):
         self.checkpoint_dir = checkpoint_dir
         self.lam = lam
         self.loss, self.gp_lambda, self.n_critic = loss, gp_lambda, n_critic
+        self.loss_scale = loss_scale
         self.sizes = layer_sizes(image_size)
         # One normalisation per layer that has one: all of G's but the output, all of D's but
         # the input layer. The WGAN-GP critic uses layer norm (see the class doc).
@@ -292,16 +295,18 @@ class DCGAN(object):
         return sigmoid_loss(fake_logits, 1.0, name)
 
     def optimizers(self, learning_rate, beta1, beta2=0.999):
-        """Adam for D and for G, each running its own batch-norm updates (addition: train's
-        optimisers, with WGAN-GP's beta2). Returns (d_optim, g_optim, one_run_steps), the last
+        """Adam for D and for G, each running its own batch-norm updates and, with `loss_scale`,
+        dynamic loss scaling (addition: train's optimisers, with WGAN-GP's beta2). Returns (d_optim, g_optim, one_run_steps), the last
         the one-run steps by G update count (one_run_step)."""
         with tf.name_scope("optimizers"):
             d_norm_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS, scope="discriminator")
             g_norm_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS, scope="generator")
-            g_adam = tf.train.AdamOptimizer(learning_rate, beta1, beta2, name="g_adam")
+            d_adam, g_adam = loss_scaled(
+                [(tf.train.AdamOptimizer(learning_rate, beta1, beta2, name="d_adam"), self.d_vars),
+                 (tf.train.AdamOptimizer(learning_rate, beta1, beta2, name="g_adam"), self.g_vars)],
+                self.loss_scale)
             with tf.control_dependencies(d_norm_updates):
-                d_optim = tf.train.AdamOptimizer(learning_rate, beta1, beta2, name="d_adam") \
-                    .minimize(self.d_loss, var_list=self.d_vars)
+                d_optim = d_adam.minimize(self.d_loss, var_list=self.d_vars)
             with tf.control_dependencies(g_norm_updates):
                 g_optim = g_adam.minimize(self.g_loss, var_list=self.g_vars)
             # After the updates above: the copies' batch-norm ops (generator_1/...) would

@@ -52,9 +52,10 @@ from extras.flags import choose_for_machine, define, define_shared
 from gantut_gan import DCGAN, LOSSES, image_size_error, valid_image_size
 from gantut_imgfuncs import grid_shape, inverse_transform, save_images, to_uint8
 from gantut_quiz import write_quiz
-from extras.run import (Position, bf16_wins, fused_batch_norm_wins, log_metrics, new_session,
-                        parse_flags, record_settings, saved_position, saved_settings,
-                        training_folders)
+from extras.precision import mixed_precision_plan
+from extras.run import (Position, bf16_wins, fused_batch_norm_wins, gpu_visible, log_metrics,
+                        new_session, parse_flags, record_settings, saved_position,
+                        saved_settings, training_folders)
 from extras.utils import node_line
 
 
@@ -190,34 +191,35 @@ def choose_adam_settings():
           % (FLAGS.loss, FLAGS.learning_rate, FLAGS.beta1, FLAGS.beta2))
 
 
-def train(machine, device):
+def train(machine, device, mixed):
     """Create the output folders, open a Session, build the DCGAN and train it (Part 5);
     `machine`: this machine's choices of --bf16 and --fused_bn, for the speed line; `device`:
-    the line naming the device."""
+    the line naming the device; `mixed`: what --mixed_precision does here."""
     with training_folders(FLAGS.checkpoint_dir, FLAGS.sample_dir, FLAGS.logs_dir):
         shape = flag_shape()
         images = load_images(shape, FLAGS.batch_size, "--batch_size %d" % FLAGS.batch_size)
         # After the data check, so a bad --dataset is told in one line.
         print(node_line(FLAGS.threads))
         print(device)
-        print(speed_line(machine))
+        print(speed_line(machine, mixed))
         record_settings(FLAGS.checkpoint_dir, DCGAN.model_name, shape, LEGACY_SETTINGS)
         choose_adam_settings()
-        with new_session(FLAGS.threads, FLAGS.bf16, FLAGS.seed) as sess:
+        with new_session(FLAGS.threads, FLAGS.bf16, FLAGS.seed, mixed.float16) as sess:
             dcgan = DCGAN(sess, batch_size=FLAGS.batch_size, is_crop=FLAGS.is_crop,
                           checkpoint_dir=FLAGS.checkpoint_dir, gp_lambda=FLAGS.gp_lambda,
-                          n_critic=FLAGS.n_critic, fused_bn=FLAGS.fused_bn, **shape)
+                          n_critic=FLAGS.n_critic, fused_bn=FLAGS.fused_bn,
+                          loss_scale=mixed.loss_scale, **shape)
             dcgan.train(FLAGS, images)
 
 
-def speed_line(machine):
+def speed_line(machine, mixed):
     """What the step runs on, and what this machine's defaults (`machine`, as main chose them)
-    would choose."""
+    would choose; `mixed`: what --mixed_precision does here."""
     on = {True: "on", False: "off"}
-    return (" [*] speed: oneDNN kernels %s, bfloat16 %s, fused batch norm %s (defaults for this "
-            "machine: bfloat16 %s, fused batch norm %s)" % (
-                on[extras.tfenv.ONEDNN], on[FLAGS.bf16], on[FLAGS.fused_bn], on[machine["bf16"]],
-                on[machine["fused_bn"]]))
+    return (" [*] speed: oneDNN kernels %s, bfloat16 %s, fused batch norm %s, %s (defaults for "
+            "this machine: bfloat16 %s, fused batch norm %s)" % (
+                on[extras.tfenv.ONEDNN], on[FLAGS.bf16], on[FLAGS.fused_bn], mixed.words,
+                on[machine["bf16"]], on[machine["fused_bn"]]))
 
 
 def use_trained_model():
@@ -300,7 +302,7 @@ def main(_):
     if FLAGS.complete or FLAGS.turing_quiz or FLAGS.evaluate or not FLAGS.train:
         use_trained_model()
     else:
-        train(machine, device)
+        train(machine, device, mixed_precision_plan(FLAGS.mixed_precision, gpu_visible()))
 
 
 if __name__ == "__main__":

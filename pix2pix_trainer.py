@@ -42,8 +42,9 @@ from extras.flags import choose_for_machine, define, define_shared
 from gantut_imgfuncs import center_crop, imread, save_images, transform
 from extras.pix2pix import (MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, UNREADABLE, Pix2Pix, load_pairs,
                             receptive_field, valid_image_size)
-from extras.run import (bf16_wins, first_line, new_session, parse_flags, record_settings,
-                        saved_settings, training_folders)
+from extras.precision import mixed_precision_plan
+from extras.run import (bf16_wins, first_line, gpu_visible, new_session, parse_flags,
+                        record_settings, saved_settings, training_folders)
 from extras.utils import Progress, image_files, node_line
 
 flags = tf.app.flags
@@ -123,12 +124,13 @@ def flag_settings():
     return {name: FLAGS[name].value for name in Pix2Pix.shape_flags}
 
 
-def build_model(sess, settings):
-    """The Pix2Pix graph for `settings` and the flags of its losses (pix2pix stage)."""
+def build_model(sess, settings, loss_scale=None):
+    """The Pix2Pix graph for `settings`, the flags of its losses and `loss_scale` (pix2pix
+    stage)."""
     shape = {name: settings[name] for name in ("image_size", "c_dim", "gf_dim", "df_dim",
                                                "dense_layers")}
     model = Pix2Pix(sess, l1_lambda=FLAGS.l1_lambda, learning_rate=FLAGS.learning_rate,
-                    beta1=FLAGS.beta1, **shape)
+                    beta1=FLAGS.beta1, loss_scale=loss_scale, **shape)
     field = receptive_field(model.patch_layers)
     print(" [*] pix2pix at %d px: a U-Net of %d levels, %d dense layer(s) at its bottleneck; "
           "D judges %dx%d patches" % (model.image_size, len(model.sizes), model.dense_layers,
@@ -136,18 +138,19 @@ def build_model(sess, settings):
     return model
 
 
-def train(device):
+def train(device, mixed):
     """Create the output folders, load the pairs, build pix2pix and train it (pix2pix stage);
-    `device`: the line naming the device."""
+    `device`: the line naming the device; `mixed`: what --mixed_precision does here."""
     with training_folders(FLAGS.checkpoint_dir, FLAGS.sample_dir, FLAGS.logs_dir):
         settings = flag_settings()
         pairs = load_training_pairs(settings)
         # After the data check, so a bad --dataset is told in one line.
         print(node_line(FLAGS.threads))
         print(device)
+        print(" [*] precision: bfloat16 %s, %s" % ("on" if FLAGS.bf16 else "off", mixed.words))
         record_settings(FLAGS.checkpoint_dir, Pix2Pix.model_name, settings)
-        with new_session(FLAGS.threads, FLAGS.bf16, FLAGS.seed) as sess:
-            build_model(sess, settings).train(FLAGS, pairs)
+        with new_session(FLAGS.threads, FLAGS.bf16, FLAGS.seed, mixed.float16) as sess:
+            build_model(sess, settings, mixed.loss_scale).train(FLAGS, pairs)
 
 
 def input_files():
@@ -227,7 +230,7 @@ def main(_):
         print(warning, file=sys.stderr)
     choose_for_machine(bf16=bf16_wins())
     if FLAGS.train:
-        train(device)
+        train(device, mixed_precision_plan(FLAGS.mixed_precision, gpu_visible()))
     else:
         translate()
 

@@ -64,6 +64,8 @@ def define_shared(logs_dir, sample_freq, ckpt_freq, summary_freq):
     # None: this machine's choice, made in main (choose_for_machine), not at import.
     flags.DEFINE_boolean("bf16", None, "bfloat16 mixed precision on oneDNN; --nobf16 for float32 "
                          "[on where the CPU has bfloat16 instructions and no GPU is visible]")
+    flags.DEFINE_boolean("mixed_precision", False, "float16 with dynamic loss scaling on an "
+                         "NVIDIA GPU; does nothing on a CPU [False]")
     # Read by extras.tfenv before TensorFlow loads; defined here so that absl accepts it.
     flags.DEFINE_boolean("verbose", extras.tfenv.VERBOSE, extras.tfenv.VERBOSE_HELP)
 

@@ -36,6 +36,7 @@ from gantut_datafuncs import (batch_norm, conv2d, conv2d_transpose, has_prefix, 
 from extras.dataset import (DatasetError, augment_images, cached_rows, dataset_fingerprint,
                             epoch_batches, prefetch, split_holdout)
 from gantut_gan import width_multiple
+from extras.precision import loss_scaled
 from extras.run import (TrainingRun, first_line, restore_checkpoint, save_checkpoint,
                         save_sample_grid)
 from gantut_imgfuncs import center_crop, imread, transform
@@ -106,7 +107,7 @@ class Pix2Pix(object):
                    "flip_side")
 
     def __init__(self, sess, image_size=256, c_dim=3, gf_dim=64, df_dim=64, dense_layers=0,
-                 l1_lambda=100.0, learning_rate=0.0002, beta1=0.5):
+                 l1_lambda=100.0, learning_rate=0.0002, beta1=0.5, loss_scale=None):
         if not valid_image_size(image_size):
             raise ValueError("image_size must be a power of two from %d to %d, not %r"
                              % (MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, image_size))
@@ -116,6 +117,7 @@ class Pix2Pix(object):
         self.image_size, self.c_dim = image_size, c_dim
         self.gf_dim, self.df_dim = gf_dim, df_dim
         self.dense_layers, self.l1_lambda = dense_layers, l1_lambda
+        self.loss_scale = loss_scale
         self.sizes = unet_sizes(image_size)
         # Batch norm on every encoder level but the first (as pix2pix) and the 1x1 bottleneck:
         # at batch size 1 its batch statistics are its own value, which would normalise the
@@ -253,8 +255,8 @@ class Pix2Pix(object):
             return logits
 
     def optimizer(self, learning_rate, beta1):
-        """One op that updates D and G with Adam, each running its own batch-norm updates
-        (pix2pix stage).
+        """One op that updates D and G with Adam, each running its own batch-norm updates and,
+        with `loss_scale` (DynamicLossScale's arguments), dynamic loss scaling (pix2pix stage).
 
         Both updates use the one forward pass of the step (pix2pix trains D and G once each
         per image), which saves a second run of G and D.
@@ -265,12 +267,14 @@ class Pix2Pix(object):
         with tf.name_scope("optimizers"):
             d_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS, scope="discriminator")
             g_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS, scope="generator")
+            d_adam, g_adam = loss_scaled(
+                [(tf.train.AdamOptimizer(learning_rate, beta1=beta1, name="d_adam"), self.d_vars),
+                 (tf.train.AdamOptimizer(learning_rate, beta1=beta1, name="g_adam"), self.g_vars)],
+                self.loss_scale)
             with tf.control_dependencies(d_updates):
-                d_optim = tf.train.AdamOptimizer(learning_rate, beta1=beta1, name="d_adam") \
-                    .minimize(self.disc_loss, var_list=self.d_vars)
+                d_optim = d_adam.minimize(self.disc_loss, var_list=self.d_vars)
             with tf.control_dependencies(g_updates):
-                g_optim = tf.train.AdamOptimizer(learning_rate, beta1=beta1, name="g_adam") \
-                    .minimize(self.gen_total_loss, var_list=self.g_vars)
+                g_optim = g_adam.minimize(self.gen_total_loss, var_list=self.g_vars)
             return tf.group(d_optim, g_optim, name="train_op")
 
     # ------------------------------------------------------------------------------------------

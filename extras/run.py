@@ -37,6 +37,7 @@ from tensorflow.core.protobuf import rewriter_config_pb2
 
 from gantut_imgfuncs import save_images
 from extras.plots import plot_losses
+from extras.precision import LOSS_SCALE_VARIABLES
 from extras.utils import (FolderBusy, atomic_path, folder_lock, format_seconds, read_json,
                           remove_stale_temp_files)
 
@@ -183,7 +184,7 @@ def restore_checkpoint(sess, saver, checkpoint_dir, model_name, shape_flags):
         try:
             if not glob.glob(path + ".data-*"):
                 raise tf.errors.DataLossError(None, None, "its .data file is missing")
-            saver.restore(sess, path)
+            restorer_for(saver, path).restore(sess, path)
         except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as err:
             print("warning: checkpoint %s is damaged (%s); trying the one before it"
                   % (path, first_line(err)), file=sys.stderr)
@@ -198,6 +199,18 @@ def restore_checkpoint(sess, saver, checkpoint_dir, model_name, shape_flags):
         print(" [*] Restored %s" % path)
         return True
     return False
+
+
+def restorer_for(saver, path):
+    """`saver`, or where the checkpoint at `path` lacks some loss-scale variables (saved without
+    --mixed_precision), a Saver of the other variables: those keep their initial values."""
+    saved = {name for name, _ in tf.train.list_variables(path)}
+    absent = [variable for variable in tf.get_collection(LOSS_SCALE_VARIABLES)
+              if variable.op.name not in saved]
+    if not absent:
+        return saver
+    return tf.train.Saver([variable for variable in tf.global_variables()
+                           if variable not in absent])
 
 
 def point_tensorboard_at(logs_dir, checkpoint):
@@ -287,10 +300,11 @@ def parse_flags(argv):
 
 
 @contextlib.contextmanager
-def new_session(threads, bf16, seed=None):
+def new_session(threads, bf16, seed=None, float16=False):
     """A Session on a fresh graph, with session_config's settings and, if given, the graph's
     random seed."""
-    with tf.Graph().as_default(), tf.Session(config=session_config(threads, bf16)) as sess:
+    with tf.Graph().as_default(), \
+            tf.Session(config=session_config(threads, bf16, float16)) as sess:
         if seed is not None:
             tf.set_random_seed(seed)
         yield sess
@@ -325,8 +339,8 @@ def cpu_has_bf16():
 
 
 def gpu_visible():
-    """True if TensorFlow sees a GPU."""
-    return bool(tf.config.list_physical_devices("GPU"))
+    """True if TensorFlow sees a GPU that --device left visible."""
+    return bool(tf.config.get_visible_devices("GPU"))
 
 
 def bf16_wins():
@@ -341,13 +355,16 @@ def fused_batch_norm_wins():
     return cpu_has_bf16() or gpu_visible()
 
 
-def session_config(threads, bf16):
+def session_config(threads, bf16, float16=False):
     """The Session's settings: a thread limit (Part 5's advice) and, if asked, bfloat16 on
-    oneDNN."""
+    oneDNN or float16 on NVIDIA GPUs (grappler's automatic mixed precision)."""
     config = tf.ConfigProto(intra_op_parallelism_threads=threads,
                             inter_op_parallelism_threads=threads)
     if bf16:
         config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = \
+            rewriter_config_pb2.RewriterConfig.ON
+    if float16:
+        config.graph_options.rewrite_options.auto_mixed_precision = \
             rewriter_config_pb2.RewriterConfig.ON
     return config
 
