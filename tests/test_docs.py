@@ -27,6 +27,8 @@ PASSES_ON = {"jobs/train_gpu.sbatch": "gantut_trainer.py",
              "jobs/align_faces.sbatch": "align_faces.py"}
 # absl's own flags every trainer takes.
 ABSL_FLAGS = {"help", "helpfull", "helpshort", "helpxml", "flagfile", "undefok"}
+# Scripts at the repository's top, also when called by another path.
+KNOWN_BY_NAME = {"gantut_trainer.py", "pix2pix_trainer.py", "align_faces.py", "demo_faces.py"}
 # Files of other projects the docs name.
 ELSEWHERE = {"align-dlib.py"}
 
@@ -110,6 +112,8 @@ def commands(text):
             script = word[2:] if word.startswith("./") else word
             script = os.path.relpath(os.path.normpath(os.path.join(REPO, script)), REPO) \
                 if "/" in script and not script.startswith(("~", "/")) else script
+            if os.path.basename(script) in KNOWN_BY_NAME:
+                script = os.path.basename(script)  # $OLDPWD/gantut_trainer.py and the like
             if script.endswith((".py", ".sbatch")) and (
                     script in PASSES_ON or script.endswith(".py")):
                 flags = []
