@@ -1,6 +1,8 @@
 """Image completion with the trained DCGAN: the goal Part 1 of "Generative Adversarial Network
 (GAN) in TensorFlow" sets out (after B. Amos's "Image Completion with Deep Learning in
-TensorFlow").
+TensorFlow"). Follows Brandon Amos's dcgan-completion.tensorflow (github.com/bamos/
+dcgan-completion.tensorflow, MIT License, Copyright (c) 2016 Brandon Amos, on Taehoon Kim's
+DCGAN-tensorflow, Copyright (c) 2016 Taehoon Kim; parts of it under Apache 2.0).
 
 Given faces with a region missing, search the noise space for the z whose G(z) best matches the
 known pixels (contextual loss) while still looking real to D (perceptual loss), then paste G(z)

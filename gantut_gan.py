@@ -1,4 +1,6 @@
 """The DCGAN class (Part 4 of "Generative Adversarial Network (GAN) in TensorFlow").
+Follows Taehoon Kim's DCGAN-tensorflow (github.com/carpedm20/DCGAN-tensorflow, MIT License,
+Copyright (c) 2016 Taehoon Kim), as the post does.
 
 A generator G maps noise z to an image; a discriminator D says how likely an image is real.
 They play the minimax game of Part 1,

@@ -27,7 +27,7 @@ What the helps leave out:
 - --threads: the post used 8, since TF will otherwise take every core on a shared cluster.
 - --bf16 (oneDNN's auto mixed precision rewrite) is faster on CPUs with AVX512-BF16 or AMX, with
   no loss of quality measured; --fused_bn does the same arithmetic, faster on GPUs and on CPUs
-  with bfloat16 instructions (README, bench/LEVERS.md). Left unset, each is chosen for this
+  with bfloat16 instructions (docs/results.md, bench/LEVERS.md). Left unset, each is chosen for this
   machine at start, and the ` [*] speed:` line says what was chosen.
 - --device gpu stops at start, in one line, where TensorFlow sees no GPU; --device cpu hides the
   GPUs. The ` [*] device:` line names what trains.

@@ -216,7 +216,7 @@ def restorer_for(saver, path):
 def point_tensorboard_at(logs_dir, checkpoint):
     """Name `checkpoint` in a TF checkpoint state file in `logs_dir` (relative, so the project
     folder can move), where TensorBoard's projector looks first: it would otherwise meet our
-    `checkpoint/` folder in the parent and log an error on every reload (README)."""
+    `checkpoint/` folder in the parent and log an error on every reload (docs/development.md)."""
     logs_dir = os.path.abspath(logs_dir)
     if logs_dir != os.path.dirname(os.path.abspath(checkpoint)):
         tf.train.update_checkpoint_state(logs_dir,

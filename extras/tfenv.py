@@ -8,7 +8,7 @@ environment sets it. In our own programs only (the `__main__` script lies in thi
 unless --verbose or GANTUT_VERBOSE=1: TensorFlow's C++ INFO and WARNING lines and its and absl's
 Python logging below ERROR go, and the lines of FILTERED are dropped from file descriptor 2 by a
 thread that copies every other byte unchanged; `sys.stderr` itself bypasses the filter, so our
-lines keep their order and their terminal. README's "Quiet by default" says why each line goes.
+lines keep their order and their terminal. docs/development.md, "Quiet by default", says why each line goes.
 """
 import atexit
 import logging
