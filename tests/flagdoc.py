@@ -33,11 +33,9 @@ Every flag of the two trainers, with its one-line help; the default is in bracke
 off with `--nox` (or `--x=false`). A value a flag does not take, or a flag that does not exist,
 stops the trainer at start in one `error:` line naming it.
 
-Precision: `--bf16` is the CPU's choice (bfloat16 where the CPU has AVX512-BF16 or AMX). For
-NVIDIA GPUs a `--mixed_precision` flag is being added to both trainers: float16 with dynamic loss
-scaling, through grappler's auto_mixed_precision rewrite and a loss-scale optimizer; off by
-default until it is measured on a GPU; on a CPU it does nothing but say so. It appears in the
-tables below once your copy has it ([gpu-and-cluster.md](gpu-and-cluster.md)).
+Precision: `--bf16` is the CPU's choice (bfloat16 where the CPU has AVX512-BF16 or AMX);
+`--mixed_precision` is the NVIDIA GPU's (float16 with dynamic loss scaling, off by default until
+measured on a GPU; on a CPU it does nothing but say so; [gpu-and-cluster.md](gpu-and-cluster.md)).
 
 This page is generated from the flag definitions (`python -m tests.flagdoc > docs/flags.md`);
 `tests/test_docs.py` fails when it is out of date.
