@@ -74,9 +74,10 @@ def read_images(pattern, image_size, c_dim, is_crop, limit):
 
     Images of another size than the model's are refused unless `is_crop` is set.
     """
-    paths = sorted(glob.glob(os.path.expanduser(pattern)))
+    paths = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
     if not paths:
-        raise CompletionError("--imgs %r matches no files" % pattern)
+        raise CompletionError("--imgs %r matches no files. Pass --imgs 'FOLDER/*.png' (quoted), "
+                              "or --dataset, whose .png images are the default" % pattern)
     if len(paths) > limit:
         print(" [*] %d files match --imgs; completing the first %d (--batch_size)"
               % (len(paths), limit))

@@ -9,7 +9,7 @@ TensorFlow").
 and use the trained model (Parts 1 and 5):
 
     ./gantut_trainer.py --train=False [--interpolate]   # sample grids from the checkpoint
-    ./gantut_trainer.py --complete --imgs 'aligned/*.png' --mask center   # fill in missing parts
+    ./gantut_trainer.py --complete --mask center       # fill in missing parts of --dataset's images
     ./gantut_trainer.py --turing_quiz quiz.html         # the "Real or Fake?" page
 
 Every setting is a flag, with a one-line help ending in its default (`--help` lists them): the
@@ -124,7 +124,7 @@ flags.DEFINE_boolean("evaluate", False,
                      "With --train=False, evaluate the checkpoint on the held-out images [False]")
 flags.DEFINE_boolean("complete", False,
                      "Complete (in-paint) the images of --imgs under --mask (Part 1) [False]")
-flags.DEFINE_string("imgs", "aligned/*.png", "Images to complete, a glob [aligned/*.png]")
+flags.DEFINE_string("imgs", None, "Images to complete, a glob [the .png images of --dataset]")
 flags.DEFINE_string("mask", "center",
                     "Region to fill in: center, left, random, grid or a mask PATH.png [center]")
 define(flags.DEFINE_float, "lam", 0.1, "Weight of the perceptual loss in completion [0.1]",
@@ -141,13 +141,14 @@ LEGACY_SETTINGS = {"loss": "gan"}
 # Adam's settings for --loss wgan-gp where the user sets none (Gulrajani et al. 2017).
 WGAN_GP_ADAM = {"learning_rate": 0.0001, "beta1": 0.5, "beta2": 0.9}
 
-def dataset_folder():
-    """The folder to train on: --dataset, or the demo faces, drawn on first use (Part 5)."""
+def dataset_folder(image_size):
+    """The folder to train on: --dataset, or the demo faces of `image_size`, drawn on first use
+    (Part 5)."""
     if FLAGS.dataset != "demo":
         return os.path.expanduser(FLAGS.dataset)
     from demo_faces import make_demo_dataset
-    folder = os.path.join("data", "demo_%dpx" % FLAGS.image_size)
-    return make_demo_dataset(folder, n_images=FLAGS.demo_images, size=FLAGS.image_size,
+    folder = os.path.join("data", "demo_%dpx" % image_size)
+    return make_demo_dataset(folder, n_images=FLAGS.demo_images, size=image_size,
                              seed=0 if FLAGS.seed is None else FLAGS.seed)
 
 
@@ -156,7 +157,7 @@ def load_images(shape, at_least, purpose):
 
     Runs before any graph is built, so a bad dataset costs seconds, not a model build.
     """
-    folder = dataset_folder()
+    folder = dataset_folder(shape["image_size"])
     try:
         images = load_dataset(folder, shape["image_size"], shape["c_dim"], FLAGS.is_crop,
                               FLAGS.train_size, cache_dir=FLAGS.checkpoint_dir,
@@ -239,6 +240,8 @@ def use_trained_model():
                      % (FLAGS.checkpoint_dir, os.path.join(FLAGS.checkpoint_dir, "checkpoint")))
         rng = np.random.default_rng(FLAGS.seed)
         if FLAGS.complete:
+            if FLAGS.imgs is None:
+                FLAGS.imgs = os.path.join(dataset_folder(shape["image_size"]), "**", "*.png")
             try:
                 complete_images(dcgan, FLAGS)
             except CompletionError as err:
