@@ -26,7 +26,8 @@ whether TensorFlow sees a GPU) and the levers that are on. Last line:
 fifth). `--profile` also traces one training step (TensorFlow's FULL_TRACE step stats, after the
 warm-up) and writes the per-op breakdown to --profile_out and stdout: the top ops by time, and
 the share of op time that is convolution (Conv2D and its backprops, in any _Mkl/_OneDnn/_Fused
-form) against the rest. `--augment` feeds flipped and jittered batches, as the trainer's
+form) against the rest. Both print a `placement:` line: the ops of one traced step and their share
+of op time on each device (a GPU's, where TensorFlow uses one). `--augment` feeds flipped and jittered batches, as the trainer's
 --augment, and also
 prints what the augmentation costs per batch, alone and as a share of a step:
 
@@ -53,8 +54,9 @@ from demo_faces import make_demo_dataset  # noqa: E402
 from extras.device import choose_device  # noqa: E402
 from extras.dataset import augment_images, feed_batches, load_dataset  # noqa: E402
 from gantut_gan import DCGAN, LOSSES  # noqa: E402
+from extras.precision import mixed_precision_plan  # noqa: E402
 from extras.run import (BF16_INSTRUCTIONS, cpu_flags, cpu_info,  # noqa: E402
-                        fused_batch_norm_wins, session_config)
+                        fused_batch_norm_wins, gpu_visible, session_config)
 from gantut_trainer import WGAN_GP_ADAM  # noqa: E402
 from extras.utils import ALL_CORES  # noqa: E402
 
@@ -75,6 +77,9 @@ def parse_args():
     parser.add_argument("--image_size", type=int, default=64, help="image size [64]")
     parser.add_argument("--bf16", action="store_true",
                         help="oneDNN bfloat16 auto mixed precision, as the trainer's --bf16")
+    parser.add_argument("--mixed_precision", action="store_true",
+                        help="float16 with loss scaling on an NVIDIA GPU, as the trainer's "
+                             "--mixed_precision")
     parser.add_argument("--fused_bn", action=argparse.BooleanOptionalAction,
                         default=fused_batch_norm_wins(),
                         help="batch norm in the fused kernel, as the trainer's --fused_bn "
@@ -116,14 +121,17 @@ def endless_batches(images, batch_size, augment=False):
 
 
 @contextlib.contextmanager
-def tf_training(threads, bf16, image_size, batch_size, loss="gan", fused_bn=False):
+def tf_training(threads, bf16, image_size, batch_size, loss="gan", fused_bn=False,
+                mixed_precision=False):
     """(model, step): the project's DCGAN in its own graph and session, and a function training
     it one step on (batch, noise) as the trainer's steps without summaries do (its one-run step,
     with the trainer's Adam settings for `loss`)."""
-    with tf.Graph().as_default(), tf.Session(config=session_config(threads, bf16)) as sess:
+    mixed = mixed_precision_plan(mixed_precision, gpu_visible())
+    with tf.Graph().as_default(), \
+            tf.Session(config=session_config(threads, bf16, mixed.float16)) as sess:
         tf.set_random_seed(0)
         dcgan = DCGAN(sess, image_size=image_size, batch_size=batch_size, loss=loss,
-                      fused_bn=fused_bn)
+                      fused_bn=fused_bn, loss_scale=mixed.loss_scale)
         adam = (WGAN_GP_ADAM["learning_rate"], WGAN_GP_ADAM["beta1"], WGAN_GP_ADAM["beta2"]) \
             if loss == "wgan-gp" else (0.0002, 0.5)
         _, _, one_run_steps = dcgan.optimizers(*adam)
@@ -165,8 +173,12 @@ def tf_levers(args):
     # extras.tfenv sets TF_ENABLE_ONEDNN_OPTS=1 unless the environment chose (read once, when
     # TensorFlow is imported); TensorFlow alone turns oneDNN on only on AVX512-VNNI/BF16 or AMX.
     onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
-    return "tf: threads=%d bf16_rewrite=%s fused_bn=%s TF_ENABLE_ONEDNN_OPTS=%s" % (
-        args.threads, "on" if args.bf16 else "off", "on" if args.fused_bn else "off", onednn)
+    mixed = mixed_precision_plan(args.mixed_precision, gpu_visible())
+    on = {True: "on", False: "off"}
+    return ("tf: threads=%d bf16_rewrite=%s fused_bn=%s float16=%s loss_scaling=%s "
+            "TF_ENABLE_ONEDNN_OPTS=%s" % (args.threads, on[args.bf16], on[args.fused_bn],
+                                          on[mixed.float16], on[mixed.loss_scale is not None],
+                                          onednn))
 
 
 def noise_batches(batch_size, z_dim=100):
@@ -195,12 +207,14 @@ def training_work(images, batch_size, augment=False):
 
 
 def measure(args, images):
-    """Return per-step (seconds, seconds waiting for the batch) for the timed steps."""
+    """Return per-step (seconds, seconds waiting for the batch) for the timed steps, and the
+    placement line of one more, traced, step."""
     with tf_training(args.threads, args.bf16, args.image_size, args.batch_size,
-                     args.loss, args.fused_bn) as (_, train):
-        timings = time_steps(train, training_work(images, args.batch_size, args.augment),
-                             args.warmup + args.steps)
-    return np.array(timings[args.warmup:])
+                     args.loss, args.fused_bn, args.mixed_precision) as (dcgan, train):
+        work = training_work(images, args.batch_size, args.augment)
+        timings = time_steps(train, work, args.warmup + args.steps)
+        traces, _ = traced_step(dcgan, train, work)
+    return np.array(timings[args.warmup:]), placement_line(traces)
 
 
 def measure_with_peer(args, images):
@@ -294,19 +308,45 @@ def profile_report(traces, wall_seconds, top=25):
     return "\n".join(lines)
 
 
+def traced_step(dcgan, train, work):
+    """Train one step on `work`'s next pair with every run traced; return (its step stats, its
+    wall seconds)."""
+    tracing = TracingSession(dcgan.sess)
+    dcgan.sess = tracing
+    try:
+        [(wall, _)] = time_steps(train, work, 1)
+    finally:
+        dcgan.sess = tracing.sess
+    return tracing.traces, wall
+
+
+def placement_line(traces):
+    """Where a traced step's ops ran: `placement: GPU:0 290 ops (97.1% of op time), CPU:0 ...`."""
+    per_device = {}
+    for stats in traces:
+        for device in stats.dev_stats:
+            name = device.device.split("device:")[-1]
+            if "stream" in name or "memcpy" in name:
+                continue  # a GPU's kernels again, by stream
+            nodes = [node for node in device.node_stats
+                     if node.node_name not in ("_SOURCE", "_SINK")]
+            count, micros = per_device.get(name, (0, 0))
+            per_device[name] = (count + len(nodes),
+                                micros + sum(node.all_end_rel_micros for node in nodes))
+    total = sum(micros for _, micros in per_device.values()) or 1
+    return "placement: " + ", ".join(
+        "%s %d ops (%.1f%% of op time)" % (name, count, 100.0 * micros / total)
+        for name, (count, micros) in sorted(per_device.items(), key=lambda item: -item[1][1]))
+
+
 def profile_step(args, images):
     """Trace one training step after the warm-up; return its breakdown as text."""
     with tf_training(args.threads, args.bf16, args.image_size, args.batch_size,
-                     args.loss, args.fused_bn) as (dcgan, train):
+                     args.loss, args.fused_bn, args.mixed_precision) as (dcgan, train):
         work = training_work(images, args.batch_size, args.augment)
         time_steps(train, work, max(args.warmup, 1))
-        tracing = TracingSession(dcgan.sess)
-        dcgan.sess = tracing
-        try:
-            [(wall, _)] = time_steps(train, work, 1)
-        finally:
-            dcgan.sess = tracing.sess
-    return profile_report(tracing.traces, wall, args.top)
+        traces, wall = traced_step(dcgan, train, work)
+    return placement_line(traces) + "\n" + profile_report(traces, wall, args.top)
 
 
 def main():
@@ -326,7 +366,8 @@ def main():
     if args.peer:
         seconds = measure_with_peer(args, images)
     else:
-        timings = measure(args, images)
+        timings, placement = measure(args, images)
+        print(placement)
     peak_rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print("threads=%d bf16=%s steps=%d batch=%d size=%d peak_rss_gb=%.2f"
           % (args.threads, args.bf16, args.steps, args.batch_size, args.image_size, peak_rss_gb))

@@ -42,3 +42,13 @@ def test_report_shares_and_ranks_ops():
 def test_device_line_names_the_cpu_and_gpu():
     line = train_throughput.device_line()
     assert line.startswith("device: cpu=") and "bf16 instructions:" in line and "tf_gpu=" in line
+
+
+def test_placement_shares_op_time_by_device_without_gpu_streams():
+    cpu = step_stats(("d/conv", "Conv2D", 100), ("_SOURCE", "NoOp", 5))
+    gpu = step_stats(("g/deconv", "Conv2DBackpropInput", 300), ("g/bias", "BiasAdd", 100))
+    gpu.dev_stats[0].device = "/job:localhost/replica:0/task:0/device:GPU:0"
+    stream = gpu.dev_stats.add(device="/device:GPU:0/stream:all")
+    stream.node_stats.add(node_name="g/deconv", all_end_rel_micros=300)
+    assert train_throughput.placement_line([cpu, gpu]) == \
+        "placement: GPU:0 2 ops (80.0% of op time), CPU:0 1 ops (20.0% of op time)"
