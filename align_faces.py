@@ -1,19 +1,12 @@
 #!/usr/bin/env python3
 """Align faces to small square crops: Part 2 of the posts
-"Generative Adversarial Network (GAN) in TensorFlow".
-
-Part 2 prepares CelebA with OpenFace's util/align-dlib.py. This script
-replaces it with the same algorithm (dlib's HOG face detector, the largest
-face, 68 landmarks, an affine map of three of them onto OpenFace's mean face,
-an OpenCV warp) and the same command line:
+"Generative Adversarial Network (GAN) in TensorFlow", with the algorithm and
+command line of OpenFace's util/align-dlib.py that Part 2 uses:
 
     ./align_faces.py ./raw_images align innerEyesAndBottomLip ./aligned --size 64
-    ./gantut_trainer.py --dataset aligned
 
-Unlike align-dlib.py it writes the PNG crops flat into the output folder (where
-the trainer looks), uses every core, resumes an interrupted run, survives
-broken files and lists every image it could not align in a report file there.
-The functions are importable too, e.g. `align_image(rgb, 64)`.
+The PNG crops go flat into the output folder, beside a report of the images
+not aligned; an interrupted run resumes. Importable too: `align_image(rgb, 64)`.
 """
 import argparse
 import collections
@@ -164,10 +157,8 @@ def detect_faces(rgb, detector, upsample=1):
 
 
 def pick_face(faces, skip_multi=False):
-    """Part 2: OpenFace's choice of face: the largest, ties broken by detector score.
-
-    Returns (box, None), or (None, Outcome) saying why there is none.
-    """
+    """Part 2: OpenFace's choice of face, the largest, ties broken by detector score: (box,
+    None), or (None, Outcome) saying why there is none."""
     if not faces:
         return None, Outcome.NO_FACE
     if skip_multi and len(faces) > 1:
@@ -178,10 +169,8 @@ def pick_face(faces, skip_multi=False):
 
 
 def find_landmarks(rgb, models=None, upsample=1, skip_multi=False):
-    """Part 2: the 68 dlib landmarks (68x2 float array of x, y) of the face OpenFace would pick.
-
-    Returns (landmarks, None), or (None, Outcome) saying why there are none.
-    """
+    """Part 2: the 68 dlib landmarks (68x2 float array of x, y) of the face OpenFace would pick:
+    (landmarks, None), or (None, Outcome) saying why there are none."""
     models = models or load_models()
     box, failure = pick_face(detect_faces(rgb, models.detector, upsample), skip_multi)
     if failure:
@@ -206,10 +195,8 @@ def warp_to_template(rgb, landmarks, size, indices):
 
 def align_image(rgb, size=64, landmarks='innerEyesAndBottomLip', models=None,
                 upsample=1, skip_multi=False):
-    """Part 2: OpenFace's alignment of an RGB uint8 array to a size x size crop.
-
-    Returns (crop, None), or (None, Outcome) saying why there is no crop.
-    """
+    """Part 2: OpenFace's alignment of an RGB uint8 array to a size x size crop: (crop, None),
+    or (None, Outcome) saying why there is no crop."""
     points, failure = find_landmarks(rgb, models, upsample, skip_multi)
     if failure:
         return None, failure
@@ -224,11 +211,9 @@ def path_digest(relative_path):
 
 
 def output_name(relative_path):
-    """Part 2: the flat PNG name for an input, e.g. 'celebA/000001.jpg' -> 'celebA__000001_8aa46abb.png'.
-
-    The short hash of the whole path keeps names distinct where the readable
-    part collides ('a/b.jpg' and 'a__b.jpg', 'x.jpg' and 'x.png').
-    """
+    """Part 2: the flat PNG name for an input, distinct for distinct paths, e.g.
+    'celebA/000001.jpg' -> 'celebA__000001_8aa46abb.png'."""
+    # The hash of the whole path: the readable part collides ('a/b.jpg', 'a__b.jpg', 'a/b.png').
     # No leading dot: names starting with one are our temp files.
     stem = os.path.splitext(relative_path)[0].replace(os.sep, '__').lstrip('.')
     stem = os.fsdecode(os.fsencode(stem)[:NAME_STEM_MAX_BYTES])
@@ -236,11 +221,8 @@ def output_name(relative_path):
 
 
 def in_shard(relative_path, shard):
-    """Part 2: whether an input belongs to shard (K, N), by a stable hash of its path.
-
-    A hash rather than a position in the listing keeps the split right even
-    when the array job's tasks list the folder at different moments.
-    """
+    """Part 2: whether an input belongs to shard (K, N), by a stable hash of its path."""
+    # Not a position in the listing: an array job's tasks may list the folder at different moments.
     index, count = shard
     return int(path_digest(relative_path), 16) % count == index - 1
 
@@ -285,12 +267,8 @@ def process_file(job):
 
 
 def align_jobs(jobs, settings, workers):
-    """Part 2: yield (relative path, Outcome, reason) for every job, in `workers` processes.
-
-    A worker that dies mid-photo (the OOM killer's SIGKILL) breaks its pool: the photos then
-    under way are tried again, each alone in a fresh worker, and one that kills that worker too
-    is reported as KILLED; the photos not yet started go on in a fresh pool.
-    """
+    """Part 2: yield (relative path, Outcome, reason) for every job, in `workers` processes; a
+    photo under way when a worker died is tried again alone, and KILLED if its worker dies too."""
     queue = list(jobs)
     while queue:
         suspects, queue = yield from pool_results(queue, settings, workers)
@@ -354,10 +332,8 @@ def write_report(path, counts, failures):
 
 
 def plan_jobs(input_dir, output_dir, shard, counts):
-    """Part 2: (relative path, input, output) for this shard's images not aligned yet.
-
-    Images whose output exists are counted as already there.
-    """
+    """Part 2: (relative path, input, output) for this shard's images not aligned yet; those
+    whose output exists are counted in `counts` as already there."""
     existing = set(os.listdir(output_dir))
     jobs = []
     for relative_path in image_files(input_dir, skip_dir=output_dir):
@@ -373,10 +349,8 @@ def plan_jobs(input_dir, output_dir, shard, counts):
 
 
 def align_folder(input_dir, output_dir, settings, workers, shard=(1, 1), stream=None):
-    """Part 2: align every photo of input_dir (this shard of them) into output_dir.
-
-    Progress goes to stream (default: stderr). Returns (counts by Outcome, report path).
-    """
+    """Part 2: align every photo of input_dir (this shard of them) into output_dir, progress on
+    stream (default: stderr); return (counts by Outcome, report path)."""
     os.makedirs(output_dir, exist_ok=True)
     remove_stale_temp_files(output_dir)
     counts = collections.Counter()
@@ -479,11 +453,8 @@ def check_folders(parser, args):
 
 
 def check_predictor(parser, predictor_path):
-    """Part 2: exit with a clear message when the landmark model cannot be loaded.
-
-    Checked once here because a Pool restarts a worker whose initializer
-    fails, forever.
-    """
+    """Part 2: exit with a clear message when the landmark model cannot be loaded."""
+    # Here, once: a Pool restarts a worker whose initializer fails, forever.
     try:
         dlib.shape_predictor(predictor_path or default_predictor_path())
     except (OSError, RuntimeError) as error:

@@ -1,19 +1,12 @@
 #!/usr/bin/env python3
 """Procedural cartoon faces: the built-in demo dataset for the trainer.
 
-This module is the project's own addition beside Part 5 of the blog series "Generative
-Adversarial Network (GAN) in TensorFlow". Part 5 trains the DCGAN on aligned CelebA crops, a
-download of over a gigabyte that a newcomer must find, fetch and unpack before seeing anything.
-`./gantut_trainer.py --dataset demo` instead calls `make_demo_dataset`, which draws a few
-thousand cartoon faces into a folder once, deterministically from a seed. They are framed like
-the aligned CelebA crops (face filling most of the frame, eyes at ~40 % height, mouth at ~75 %)
-and vary in every feature, so a DCGAN on two CPU cores shows recognisable faces in its sample
-grids within minutes.
+The project's own addition beside Part 5 of the blog series "Generative Adversarial Network
+(GAN) in TensorFlow", framed like its aligned CelebA crops:
 
-Feature geometry is kept in face-relative units (see `FaceParams`) so that the pix2pix stage
-(front view -> side view) draws the same person in profile from the same parameters:
-`draw_face(params, size, "side")` faces right, and `make_demo_pairs` writes `front/` and `side/`
-folders of matching files (`./demo_faces.py --pairs`).
+- `make_demo_dataset`: a folder of faces drawn once from a seed (`--dataset demo`);
+- `make_demo_pairs`: matching `front/` and `side/` folders for the pix2pix stage (`--pairs`);
+- `draw_face`: one face from its `FaceParams`, from the front or in profile.
 """
 import argparse
 import colorsys
@@ -63,14 +56,9 @@ TEETH = (240, 238, 228)
 
 @dataclass(frozen=True)
 class FaceParams:
-    """Every random choice for one face (the demo dataset beside Part 5; see the module doc).
-
-    Placement (`centre_x`, `centre_y`, `half_width`, `half_height`) is in fractions of the image
-    side. Features are in face units: `u` runs across the face (-1 left edge, +1 right edge),
-    `v` down it (-1 crown, +1 chin); horizontal sizes are fractions of the face half-width,
-    vertical ones of the half-height. Heights and sizes carry over to a profile drawing as they
-    are. Colours are RGB tuples.
-    """
+    """Every random choice for one face (the demo dataset beside Part 5): placement in fractions
+    of the image side; features in face units, `u` across (-1 left edge, +1 right), `v` down (-1
+    crown, +1 chin), sizes in fractions of the half-width or half-height; colours RGB tuples."""
 
     centre_x: float
     centre_y: float
@@ -215,11 +203,8 @@ def _outline_color(p):
 
 
 def draw_face(params, size=64, view="front"):
-    """Draw one face as a `size` x `size` RGB image (demo data beside Part 5).
-
-    `view` is 'front', or 'side' for the same face in profile, facing right (the pix2pix
-    stage's targets).
-    """
+    """Draw one face as a `size` x `size` RGB image, `view` 'front' or 'side' (the same face in
+    profile, facing right) (demo data beside Part 5)."""
     if view not in VIEW_DRAWERS:
         raise ValueError("unknown view %r; known views: %s" % (view, ", ".join(VIEW_DRAWERS)))
     canvas = OVERSAMPLE * size
@@ -275,11 +260,9 @@ def _draw_back_hair(draw, box, p):
 
 
 def _draw_cap(draw, box, color, pad, left_v, right_v, points=48):
-    """The head outline grown by `pad` pixels, cut by a straight edge from `left_v` to `right_v`.
-
-    Drawn as a polygon rather than with PIL's chord, which at fractional angles on large
-    canvases sometimes fills the wrong side of the cut (Pillow 13).
-    """
+    """The head outline grown by `pad` pixels, cut by a straight edge from `left_v` to `right_v`."""
+    # A polygon, not PIL's chord: at fractional angles on large canvases that sometimes fills
+    # the wrong side of the cut.
     rx, ry = box.w + pad, box.h + pad
 
     def angle(v):  # where the grown ellipse reaches height v; y grows downwards
@@ -384,11 +367,8 @@ def _draw_mouth(draw, box, p):
 
 
 def _mouth_curve(box, p, depth, points=17):
-    """Corner-to-corner points `depth` (half-height units) below the upper lip at the centre.
-
-    The upper lip is a parabola whose corners rise by `smile`; deeper curves meet it at the
-    corners, so every curve shares the mouth's corners.
-    """
+    """Corner-to-corner points `depth` (half-height units) below the upper lip at the centre, a
+    parabola whose corners rise by `smile`; every such curve shares the mouth's corners."""
     return [box.at(x * p.mouth_width, p.mouth_v - p.smile * x * x + depth * (1 - x * x))
             for x in np.linspace(-1, 1, points)]
 
@@ -627,13 +607,9 @@ def _remove_surplus(folder, n_images):
 
 
 def make_demo_dataset(folder, n_images=4000, size=64, seed=0, view="front"):
-    """Draw the demo dataset into `folder` once and return `folder` (demo data beside Part 5).
-
-    Files are `face_00000.png`, ...; image i depends only on (seed, i), and `view` ("front" or
-    "side") says from where it is seen. A matching completion marker returns at once; otherwise
-    only missing, unreadable or differently drawn files are (re)drawn, and the marker is
-    written last.
-    """
+    """Draw the demo dataset into `folder` once and return `folder` (demo data beside Part 5):
+    `face_00000.png`, ..., image i depending only on (seed, i), seen from `view`; a later call
+    redraws only missing, unreadable or differently drawn files."""
     folder = os.fspath(folder)
     spec = _spec(size, seed, view, n_images=n_images)
     marker = os.path.join(folder, MARKER_NAME)
@@ -649,12 +625,9 @@ def make_demo_dataset(folder, n_images=4000, size=64, seed=0, view="front"):
 
 
 def make_demo_pairs(folder, n_pairs=3000, size=64, seed=0):
-    """Draw the paired demo set for the pix2pix stage into `folder` once and return `folder`.
-
-    `folder/front/face_i.png` is face i of the demo set of the same seed (the same file the
-    DCGAN's demo draws) and `folder/side/face_i.png` the same face in profile, facing right.
-    Resumes and redraws as make_demo_dataset does, each view on its own.
-    """
+    """Draw the paired demo set for the pix2pix stage into `folder` once and return `folder`:
+    `front/face_i.png`, face i of the demo set of the same seed, and `side/face_i.png`, the same
+    face in profile; each view as make_demo_dataset draws it."""
     for view in ("front", "side"):
         make_demo_dataset(os.path.join(folder, view), n_pairs, size, seed, view)
     return os.fspath(folder)

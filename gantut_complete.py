@@ -1,18 +1,12 @@
 """Image completion with the trained DCGAN: the goal Part 1 of "Generative Adversarial Network
 (GAN) in TensorFlow" sets out (after B. Amos's "Image Completion with Deep Learning in
-TensorFlow"). Follows Brandon Amos's dcgan-completion.tensorflow (github.com/bamos/
-dcgan-completion.tensorflow, MIT License, Copyright (c) 2016 Brandon Amos, on Taehoon Kim's
-DCGAN-tensorflow, Copyright (c) 2016 Taehoon Kim; parts of it under Apache 2.0).
+TensorFlow"): the masks (`make_mask`), the losses on G and D (`build_completion`), the search
+over z (`complete`) and the output files (`complete_images`). Follows Brandon Amos's
+dcgan-completion.tensorflow (github.com/bamos/dcgan-completion.tensorflow, MIT License,
+Copyright (c) 2016 Brandon Amos, on Taehoon Kim's DCGAN-tensorflow, Copyright (c) 2016 Taehoon
+Kim; parts of it under Apache 2.0).
 
-Given faces with a region missing, search the noise space for the z whose G(z) best matches the
-known pixels (contextual loss) while still looking real to D (perceptual loss), then paste G(z)
-into the hole:
-
-    ./gantut_trainer.py --complete --imgs 'aligned/*.png' --mask center --outDir completions
-
-This module holds the whole method: the masks (`make_mask`), the losses as graph code on the
-DCGAN's G and D (`build_completion`), the search over z (`complete`), and the output
-(`complete_images`).
+    ./gantut_trainer.py --complete --dataset demo --mask center --outDir completions
 """
 import extras.tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
 
@@ -34,12 +28,9 @@ class CompletionError(Exception):
 
 
 def make_mask(mask_type, image_size, seed=None):
-    """An `image_size` square mask, 1 where a pixel is known and 0 where it is missing (Part 1).
-
-    `center`: the middle half of the face; `left`: the left half; `random`: 20% of the pixels,
-    drawn from `seed`; `grid`: all but every 4th pixel of every 4th row; anything else is read as a
-    mask image of the same size (white = known, black = missing). The shapes are B. Amos's.
-    """
+    """An `image_size` square mask, 1 where a pixel is known, 0 where missing (Part 1), B. Amos's
+    `center` (middle half), `left` (half), `random` (20% of the pixels, from `seed`), `grid` (all
+    but every 4th pixel of every 4th row), or else a mask image of that size (white = known)."""
     mask = np.ones((image_size, image_size), np.float32)
     if mask_type == "center":
         low, high = int(image_size * 0.25), int(image_size * 0.75)
@@ -70,10 +61,8 @@ def read_mask_image(path, image_size):
 
 
 def read_images(pattern, image_size, c_dim, is_crop, limit):
-    """The files matching `pattern` (at most `limit`) as [-1, 1] arrays; returns (paths, images).
-
-    Images of another size than the model's are refused unless `is_crop` is set.
-    """
+    """(paths, images): the files matching `pattern` (at most `limit`) as [-1, 1] arrays; an image
+    of another size than the model's raises CompletionError unless `is_crop`."""
     paths = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
     if not paths:
         raise CompletionError("--imgs %r matches no files. Pass --imgs 'FOLDER/*.png' (quoted), "
@@ -93,16 +82,9 @@ def read_images(pattern, image_size, c_dim, is_crop, limit):
 
 
 def build_completion(dcgan):
-    """The in-painting losses of Part 1 (after B. Amos's "deep completion") on `dcgan`'s G and
-    D, built once.
-
-    `mask` is 1 where a pixel is known, 0 where it is missing. Per image:
-    contextual loss = L1 distance between G(z) and the image on the known pixels;
-    perceptual loss = the generator loss (how fake D finds G(z); `g_loss` is its batch mean;
-    with WGAN-GP minus the critic's score);
-    complete loss = contextual + lam * perceptual, and its gradient with respect to z.
-    Everything runs in inference mode, so the images of a batch do not affect each other.
-    """
+    """Build once, on `dcgan`'s G and D in inference mode, Part 1's in-painting losses per image:
+    contextual (L1 to the image where `mask` is 1), perceptual (the generator loss) and complete
+    = contextual + lam * perceptual, with its gradient with respect to z."""
     if hasattr(dcgan, "complete_loss"):
         return
     with tf.name_scope("completion"):
@@ -120,14 +102,9 @@ def build_completion(dcgan):
 
 def complete(dcgan, images, mask, n_iter=1000, lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8,
              seed=None, report=None):
-    """Fill the pixels where `mask` is 0 in `images` ([-1, 1]) with what `dcgan`'s G knows
-    (Part 1).
-
-    Adam steps on z (not on the weights), z clipped to [-1, 1] after each step, as in
-    B. Amos's method, with a progress line (rate, ETA). `report(i, G(z))` is called every 50
-    iterations and at the end. Returns (G(z), contextual loss per image and iteration:
-    n_iter + 1 rows).
-    """
+    """Fill the pixels where `mask` is 0 in `images` ([-1, 1]) by Adam steps on z clipped to
+    [-1, 1] (Part 1), calling `report(i, G(z))` every 50 iterations and at the end; return
+    (G(z), contextual loss per iteration and image: n_iter + 1 rows)."""
     build_completion(dcgan)
     z = np.random.default_rng(seed).uniform(-1, 1, [len(images), dcgan.z_dim])
     feed = {dcgan.images: images, dcgan.mask: np.broadcast_to(mask, images.shape),
@@ -151,12 +128,9 @@ def complete(dcgan, images, mask, n_iter=1000, lr=0.01, beta1=0.9, beta2=0.999, 
 
 
 def complete_images(dcgan, config):
-    """Complete the images of `config.imgs` under `config.mask`, writing to `config.outDir` (Part 1).
-
-    Writes before.png, masked.png, generated_IIII.png and blended_IIII.png every 50 iterations
-    and at the end (blended = mask * image + (1 - mask) * G(z)), and contextual_loss.csv with each
-    image's contextual loss before and after. Returns that per-image, per-iteration history.
-    """
+    """Complete `config.imgs` under `config.mask` into `config.outDir` (Part 1): before.png,
+    masked.png, generated_IIII.png and blended_IIII.png every 50 iterations and at the end, and
+    contextual_loss.csv; return the contextual loss history."""
     paths, images = read_images(config.imgs, dcgan.image_size, dcgan.c_dim, config.is_crop,
                                 config.batch_size)
     mask = make_mask(config.mask, dcgan.image_size, config.seed)

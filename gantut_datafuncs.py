@@ -1,14 +1,11 @@
 """Data-related functions: the layer ops and the dataset file list (Part 4 of "Generative
 Adversarial Network (GAN) in TensorFlow").
 
-The layer ops (`batch_norm`, `conv2d`, `conv2d_transpose`, `lrelu`, `linear`) are small functions
-built from `get_variable`, so every weight has a readable name under its layer's variable scope
-(`discriminator/d_h0_conv/w`, `generator/g_h0_lin/Matrix`, ...). The post took batch norm from
-`tf.contrib`, which is gone; it is written out here. `dataset_files` lists a dataset folder's
-images (the post kept it in gantut_gan.py, which still offers it).
-
-Our additions follow the post's names: layer norm for the WGAN-GP critic, and the loss helpers
-both stages share. Decoding, caching and feeding the images is ours too, in extras/dataset.py.
+- the layer ops `batch_norm`, `conv2d`, `conv2d_transpose`, `lrelu`, `linear`, each weight named
+  under its layer's variable scope (`discriminator/d_h0_conv/w`, ...);
+- `dataset_files`: a dataset folder's images;
+- our additions after the post's names: layer norm for the WGAN-GP critic, and the loss helpers
+  both stages share.
 """
 import extras.tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
 
@@ -20,16 +17,9 @@ from extras.utils import image_files
 
 
 class batch_norm(object):
-    """Batch normalisation, called as `bn(x, train)` (Part 4; the post wrapped
-    `tf.contrib.layers.batch_norm`).
-
-    In training (`train` true, a Python bool or a bool tensor such as the `is_training`
-    placeholder) it normalises with the batch's own mean and variance; otherwise with moving
-    averages. The ops that update the moving averages (decay = `momentum`) go into the
-    UPDATE_OPS collection, so the training step of the network that owns them runs them with
-    no extra forward pass. `beta` (offset) and `gamma` (scale) are learned. `fused` (ours)
-    computes the same with TensorFlow's fused kernel (fused_normalisation).
-    """
+    """Batch normalisation, called as `bn(x, train)` (Part 4): the batch's statistics when
+    `train` (a bool or bool tensor), else moving averages (decay `momentum`), whose update ops go
+    into UPDATE_OPS; `fused` (ours): the same in TensorFlow's fused kernel."""
 
     def __init__(self, epsilon=1e-5, momentum=0.9, name="batch_norm", fused=False):
         self.epsilon = epsilon
@@ -67,11 +57,8 @@ def conv2d(input_, output_dim, k_h=5, k_w=5, d_h=2, d_w=2, stddev=0.02, name="co
 
 def conv2d_transpose(input_, output_shape, k_h=5, k_w=5, d_h=2, d_w=2, stddev=0.02,
                      name="conv2d_transpose", with_w=False):
-    """A transposed ("de-") convolution to `output_shape` [batch, h, w, channels] (Part 4).
-
-    The batch entry may be None: the real batch size is read from `input_` at run time, so the
-    same generator serves training batches and any number of samples.
-    """
+    """A transposed ("de-") convolution to `output_shape` [batch, h, w, channels] (Part 4); a
+    batch of None is read from `input_` at run time."""
     with tf.variable_scope(name):
         w = tf.get_variable("w", [k_h, k_w, output_shape[-1], input_.shape[-1]],
                             initializer=tf.random_normal_initializer(stddev=stddev))
@@ -102,13 +89,9 @@ def linear(input_, output_size, scope=None, stddev=0.02, bias_start=0.0, with_w=
 
 
 def dataset_files(root):
-    """Every .png/.jpg/.jpeg file (any case) below `root`, searched recursively, sorted (Part 4).
-
-    The post looked only at the top of the folder, while the alignment step wrote into
-    sub-folders, so its own commands found no images. Hidden files (names starting with a dot:
-    our temp files, macOS `._` metadata) are left out; symlinked folders are followed, each real
-    folder once (see `extras.utils.image_files`).
-    """
+    """Every .png/.jpg/.jpeg file (any case) below `root`, searched recursively, sorted, hidden
+    names left out (Part 4; see `extras.utils.image_files`)."""
+    # Recursively: the post looked only at the top, missing the aligned images in sub-folders.
     return [os.path.join(root, path) for path in image_files(root)]
 
 
@@ -159,14 +142,10 @@ def offset_and_scale(channels):
 
 
 class layer_norm(object):
-    """Layer normalisation, called as `ln(x, train)` like batch_norm (addition: the WGAN-GP
-    critic's normalisation).
-
-    Each image is normalised over its own height, width and channels, then scaled by `gamma`
-    and shifted by `beta` per channel. No image affects another, which the gradient penalty
-    needs: it takes the critic's gradient per input image (Gulrajani et al. 2017, section 4).
-    `train` is accepted for the same call as batch_norm and changes nothing.
-    """
+    """Layer normalisation, called as `ln(x, train)` like batch_norm (`train` changes nothing):
+    each image over its own height, width and channels, then `gamma` and `beta` per channel
+    (addition: the WGAN-GP critic's normalisation)."""
+    # No image affects another: the gradient penalty takes the critic's gradient per image.
 
     def __init__(self, epsilon=1e-5, name="layer_norm"):
         self.epsilon = epsilon

@@ -1,14 +1,11 @@
 """Image import and export helpers: Part 3 of "Generative Adversarial Network (GAN) in TensorFlow".
 
-Two chains, as in the post:
+Two chains, as in the post, between files of [0, 255] and the network's [-1, 1]:
 
     import:  get_image calls imread, then transform, which calls center_crop
     export:  save_images calls inverse_transform, then imsave, which calls merge
 
-The network sees pixels in [-1, 1] (it ends in `tanh`); files hold [0, 255]. The post read and
-wrote through `scipy.misc`, which SciPy removed, so Pillow does the file work here. The post's
-names come first, in its order; our additions follow in one block. The loss chart and the
-progress GIF live in extras/plots.py.
+The post's names come first, in its order; our additions follow in one block.
 """
 import numpy as np
 from PIL import Image, ImageOps
@@ -17,32 +14,23 @@ from extras.utils import atomic_path
 
 
 def imread(path, c_dim=3):
-    """Read an image file as a float32 array of [0, 255] values, H x W x c_dim (Part 3).
-
-    The post used `scipy.misc.imread`; any Pillow-readable file works here, grayscale and RGBA
-    ones included (see `open_image`).
-    """
+    """Read any image file `open_image` reads as a float32 array of [0, 255] values,
+    H x W x c_dim (Part 3)."""
     pixels = np.asarray(open_image(path, c_dim), dtype=np.float32)
     return pixels.reshape(pixels.shape[0], pixels.shape[1], c_dim)
 
 
 def transform(image, npx=64, is_crop=True):
-    """Optionally centre-crop to an `npx` square, then scale [0, 255] to [-1, 1] (Part 3).
-
-    With `is_crop` the largest centred square is cut out and resized to `npx` x `npx`, so photos
-    of any shape become training images.
-    """
+    """Scale [0, 255] to [-1, 1], with `is_crop` after cutting out the largest centred square
+    and resizing it to `npx` x `npx` (Part 3)."""
     if is_crop:
         image = center_crop(image, min(image.shape[:2]), resize_w=npx)
     return np.asarray(image, dtype=np.float32) / 127.5 - 1.0
 
 
 def center_crop(x, crop_h, crop_w=None, resize_w=64):
-    """Crop `crop_h` x `crop_w` about the centre of `x`, then resize to `resize_w` square (Part 3).
-
-    Offsets are rounded, as in the post. Resizing is bilinear (the post's `scipy.misc.imresize`
-    default), done by Pillow; the result keeps the dtype of `x`.
-    """
+    """Crop `crop_h` x `crop_w` about the centre of `x` (offsets rounded, as in the post), then
+    resize bilinearly to `resize_w` square, keeping the dtype of `x` (Part 3)."""
     crop_w = crop_h if crop_w is None else crop_w
     h, w = x.shape[:2]
     top = int(round((h - crop_h) / 2.0))
@@ -68,10 +56,8 @@ def inverse_transform(images):
 
 
 def merge(images, size):
-    """Tile a batch N x H x W x C into one grid of `size[0]` rows by `size[1]` columns (Part 3).
-
-    Images fill the grid row by row; cells past the end of the batch stay black.
-    """
+    """Tile a batch N x H x W x C row by row into one grid of `size[0]` rows by `size[1]`
+    columns, cells past the end of the batch black (Part 3)."""
     images = np.asarray(images)
     n, h, w, c = images.shape
     rows, cols = size
@@ -83,10 +69,8 @@ def merge(images, size):
 
 
 def imsave(images, size, path):
-    """Merge a batch of [0, 1] images into a grid and write it as an 8-bit image file (Part 3).
-
-    The file appears whole or not at all (written to a temp name, then renamed).
-    """
+    """Merge a batch of [0, 1] images into a grid and write it as an 8-bit image file, whole or
+    not at all (Part 3)."""
     grid = to_uint8(merge(images, size))
     if grid.shape[2] == 1:
         grid = grid[:, :, 0]
@@ -107,13 +91,9 @@ MODE_FOR_CHANNELS = {1: "L", 3: "RGB"}
 
 
 def open_image(path, c_dim=3):
-    """Open an image file as a Pillow image with `c_dim` channels (addition: the reading behind
-    `imread`; align_faces.py reads its photos through it too).
-
-    Grayscale, palette, RGBA, CMYK and 16-bit files all come back as RGB (or L for c_dim 1);
-    transparency is flattened onto white, and an EXIF rotation is applied. Raises whatever Pillow
-    raises for a broken file, including Image.DecompressionBombError past twice its pixel limit.
-    """
+    """Open an image file of any mode as an RGB (c_dim 3) or L (c_dim 1) Pillow image,
+    transparency on white and EXIF rotation applied; a broken file raises what Pillow raises
+    (addition: the reading behind `imread`)."""
     with Image.open(path) as img:
         img.load()  # the pixels, before the file closes
         # In place, and no conversion when the mode fits: a copy costs seconds on a 10000x10000

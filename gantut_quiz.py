@@ -1,9 +1,6 @@
-"""The "Real or Fake?" quiz of Part 5 of "Generative Adversarial Network (GAN) in TensorFlow".
-
-Sixteen faces, eight real and eight drawn by the generator, in a random order; the reader marks
-each Real or Fake, submits, and sees the score and the answer key. Scoring 50% or less means the
-generator passed this simple Turing test. The page is one self-contained HTML file (images
-inline, no scripts or fonts from elsewhere), so it works offline in any browser:
+"""The "Real or Fake?" quiz of Part 5 of "Generative Adversarial Network (GAN) in TensorFlow":
+one self-contained HTML page of sixteen faces, eight real and eight generated, in a random
+order, which the reader marks and submits to see the score and the answer key.
 
     ./gantut_trainer.py --turing_quiz quiz.html --dataset aligned
 """
@@ -84,10 +81,8 @@ def png_base64(image):
 
 
 def quiz_page(real, fake, seed=None):
-    """The quiz page for uint8 image batches `real` and `fake`; returns (html, answer key).
-
-    The order is shuffled from `seed`; the key lists "real"/"fake" for each face in page order.
-    """
+    """(html, answer key) of the quiz page for uint8 batches `real` and `fake`, shuffled from
+    `seed`; the key lists "real"/"fake" for each face in page order."""
     faces = [(image, "real") for image in real] + [(image, "fake") for image in fake]
     order = np.random.default_rng(seed).permutation(len(faces))
     cards, key = [], []

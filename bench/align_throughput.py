@@ -5,12 +5,9 @@ with every core.
 
     bench/align_throughput.py [FOLDER] [--count 400] [--repeat 3]
 
-Without FOLDER it aligns 400 varied copies of scikit-image's astronaut
-photo (CelebA-sized: faces of 45 to 80 px in photos of about 250 to 450
-px), made in a temp folder. Each rate is the best of --repeat runs, the
-one- and all-core runs taking turns, so that a burst of other work on the
-machine counts against neither. The last line printed is
-`align_img_per_s_1=<x> align_img_per_s_all=<y>`.
+Without FOLDER it aligns --count varied copies of scikit-image's astronaut
+photo, made in a temp folder. Each rate is the best of --repeat runs. The
+last line printed is `align_img_per_s_1=<x> align_img_per_s_all=<y>`.
 """
 import argparse
 import os
@@ -82,6 +79,7 @@ def main():
         cores = align_faces.available_cores()
         best = dict.fromkeys([1, cores], 0.0)
         for _ in range(args.repeat):
+            # Taking turns: a burst of other work on the machine counts against neither.
             for workers in best:
                 best[workers] = max(best[workers], images_per_second(folder, workers, settings))
     one, every = best[1], best[cores]

@@ -1,9 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark: how long gantut_trainer.py takes to start on a folder of many small files.
 
-Writes `--files` 64x64 PNGs (default 100,000, in sub-folders of 1,000, as an aligned data set
-would be), then times the trainer from launch to its first progress line: once with no image
-cache (every file decoded) and once with the cache it left. Last line:
+Writes `--files` 64x64 PNGs in sub-folders of 1,000, then times the trainer from launch to its
+first progress line, without its image cache and with it. Last line:
 
     startup_s_uncached=<x> startup_s_cached=<y> files=<n>
 

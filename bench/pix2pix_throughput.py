@@ -2,23 +2,19 @@
 """Benchmark: pix2pix training speed, and how close its side views come after a few minutes
 (the pix2pix stage).
 
-Speed: the full-width model (gf_dim = df_dim = 64, as pix2pix) trains a few steps at 64 and
-256 px with batch 1 and 4, on random pairs (the speed does not depend on the pixels), one line
-per setting:
+Speed: the full-width model (gf_dim = df_dim = 64) trains a few steps on random pairs at 64 and
+256 px with batch 1 and 4; one line per setting:
 
     pix2pix_img_per_s=<median over the timed steps> size=<px> batch=<pairs per step>
 
-Quality: the same model trains on the demo pairs (64 px, batch 1, front -> side) for --minutes,
-then translates the test pairs (the trainer's --test_split 0.2, never trained on) in inference
-mode. Last line, the mean L1 distance to the true side view in [0, 1] pixel units, beside two
-baselines that need no model, the front view itself and the mean side view of the training pairs:
+Quality: it trains on the demo pairs (64 px, batch 1) for --minutes, then translates the test
+pairs. Last line: the mean L1 distance to the true side view in [0, 1] pixel units, beside the
+front view's and the mean training side view's:
 
     translation_l1=<x> input_l1=<y> mean_side_l1=<z> steps=<training steps> minutes=<m>
 
     .venv/bin/python bench/pix2pix_throughput.py --minutes 3 --threads 2 \
         [--figure docs/pix2pix_demo.png]
-
---figure writes 8 test pairs as rows of input | generated | target, two pairs per row.
 """
 import argparse
 import itertools

@@ -2,23 +2,17 @@
 """Benchmark: how real the faces of the TF port and of its PyTorch peer look after the same
 training time (project addition beside Part 5).
 
-Trains the project's DCGAN (its one-run step, as bench/train_throughput.py does) and
-then its PyTorch peer (bench/torch_peer.py, needs bench/requirements.txt) for the same wall time
-each, with as many threads, on the same batches and noise. The peer runs as in
-bench/train_throughput.py --peer: channels-last, under bfloat16 autocast when ours has --bf16,
-and under torch.compile with --peer_compile. Real images held out from training
-are the reference. Each model then draws the same noise into samples (batch norm in inference
-mode) that extras.metrics scores: face rate and face Frechet distance (FD) against the held-out
-images, with the sliced Wasserstein distance and the real images' own figures printed above.
-8x8 grids of the first samples go to --data_dir. Last line:
+Trains the project's DCGAN, then its PyTorch peer (bench/torch_peer.py, needs
+bench/requirements.txt; as bench/train_throughput.py --peer runs it) for the same wall time each,
+on the same batches and noise; then extras.metrics scores the samples each draws from the same
+noise against real images held out from training. 8x8 grids go to --data_dir. Last line:
 
     ours_face_rate=<a> peer_face_rate=<b> ours_fd=<c> peer_fd=<d>
 
     .venv/bin/python bench/quality.py --dataset demo --minutes 3 --threads 2
 
-`--loss gan wgan-gp --nopeer` instead compares the trainer's two losses at equal wall time
-(WGAN-GP with the trainer's Adam settings for it and one G update per five critic updates);
-the last line then names each model: ours_face_rate=.. ours_wgan_gp_face_rate=.. ...
+`--loss gan wgan-gp --nopeer` compares the trainer's two losses instead; the last line then
+names each model: ours_face_rate=.. ours_wgan_gp_face_rate=.. ...
 """
 import argparse
 import os

@@ -1,26 +1,11 @@
 """The posts' DCGAN written in PyTorch: the peer that bench/train_throughput.py --peer torch and
 bench/quality.py compare the TensorFlow port with (project addition beside Part 5; bench only).
 
-Same model and loop as gantut_gan.py: G maps z linearly to a 4x4 map of gf_dim * 8 channels, then
-5x5 stride-2 transposed convolutions with batch norm and ReLU double it up to the image size,
-ending in tanh; D halves the image by 5x5 stride-2 convolutions with leaky ReLU (0.2) and batch
-norm on all but the first, then maps linearly to one logit. Weights start as in gantut_datafuncs
-(normal or truncated normal, deviation 0.02; zero biases). Each step is one D update and two G
-updates on the same noise, with Adam (2e-4, beta1 0.5) and sigmoid cross-entropy losses; G runs
-twice a step, the first G update reusing the pass of D's update, as ours does.
-Batches come in as the TF model takes them (N x H x W x C floats in [-1, 1]) and samples go out
-the same way.
-
-Both networks keep their maps channels-last (N x H x W x C in memory, as TensorFlow does): on
-this project's 2-core CPU, PyTorch's oneDNN convolutions train the model about 6 times faster
-than in its default channels-first layout (62 against 11 images/s, measured), so the peer is
-PyTorch at its best in eager mode, not a straw man.
-
-`TorchDCGAN(bf16=True)` runs every forward pass (and so its backward) under
-`torch.autocast("cpu", dtype=torch.bfloat16)`, the one line a PyTorch user adds for bfloat16 on a
-CPU that has it; that is the peer for our `--bf16`. `compile=True` wraps both networks in
-`torch.compile` (the inductor backend, which needs a C++ compiler); `compile_error` says in one
-line why that could not be used, if so.
+`TorchDCGAN` has gantut_gan.py's model, starting weights and step (one D update and two G updates
+on the same noise, Adam, sigmoid cross-entropy), takes and gives N x H x W x C arrays in [-1, 1]
+as the TF model does, and keeps its maps channels-last. `bf16=True` runs the passes under
+bfloat16 autocast (the peer of our `--bf16`); `compile=True` wraps both networks in torch.compile,
+and `compile_error` says in one line why that could not be used, if so.
 """
 import contextlib
 
@@ -103,6 +88,7 @@ class TorchDCGAN(object):
         self.discriminator = Discriminator(image_size, df_dim, c_dim)
         for network in (self.generator, self.discriminator):
             network.apply(init_weights)
+            # Channels-last: PyTorch's fastest layout on CPU, so the peer is at its best.
             network.to(memory_format=torch.channels_last)
         self.bf16 = bf16
         self.compiled = False
@@ -162,12 +148,9 @@ class TorchDCGAN(object):
             return self.generator(z)
 
     def train_step(self, batch_images, batch_z):
-        """One D update, then two G updates on the same noise; returns (d_loss, g_loss).
-
-        As pytorch/examples' dcgan and our one-run step: D's update takes G's pass detached, and
-        the first G update backpropagates through that same pass; the second runs G anew. Takes
-        the TF model's feed: N x H x W x C images in [-1, 1] and N x z_dim noise.
-        """
+        """One D update, then two G updates on the same noise, the first through G's pass of D's
+        update, as our one-run step; takes the TF model's feed (N x H x W x C images in [-1, 1],
+        N x z_dim noise) and returns (d_loss, g_loss)."""
         self.generator.train()
         self.discriminator.train()
         # The N x H x W x C array seen as N x C x H x W is already channels-last: no copy.

@@ -2,36 +2,22 @@
 """Benchmark: DCGAN training throughput on the demo faces (project addition to Part 5).
 
 Trains the posts' DCGAN (batch 64, 64x64, one D + two G updates per step) for a fixed number of
-steps, feeding batches exactly as gantut_trainer.py does, and measures each step and the time it
-waited for its batch. Last line:
+steps, fed as gantut_trainer.py feeds it, and times each step and its wait for input. Last line:
 
     train_img_per_s=<median over steps> data_wait_frac=<share of step time spent waiting for input>
 
     .venv/bin/python bench/train_throughput.py --threads 2 [--bf16]
 
-With `--peer torch` it also trains the same model written in PyTorch (bench/torch_peer.py, needs
-bench/requirements.txt) in the same process, on the same batches and noise and with as many
-threads, alternating blocks of steps between the two so that both see the same machine state.
-The peer runs in its fastest mode for the precision compared: channels-last, and with `--bf16`
-under `torch.autocast("cpu", dtype=torch.bfloat16)`; `--peer torch-compile` also wraps its
-networks in `torch.compile` (if that fails here, the bench says why in one line and times the
-eager peer). The first lines name the device (CPU model, whether it has bfloat16 instructions,
-whether TensorFlow sees a GPU) and the levers that are on. Last line:
+- `--peer torch` (or `torch-compile`): the same model in PyTorch too (bench/torch_peer.py, needs
+  bench/requirements.txt), on the same batches and noise, in alternating blocks of steps; last
+  line `tf_img_per_s=.. torch_img_per_s=.. ratio=<tf / torch>` (torch_compile_img_per_s);
+- `--loss wgan-gp`: WGAN-GP's steps instead;
+- `--profile`: the per-op breakdown of one traced step, to --profile_out and stdout;
+- `--mixed_precision`: float16 with loss scaling on an NVIDIA GPU, as the trainers';
+- `--augment`: augmented batches, and `augment_ms_per_batch=<median> augment_share_of_step=<..>`.
 
-    tf_img_per_s=<median over steps> torch_img_per_s=<median over steps> ratio=<tf / torch>
-
-(torch_compile_img_per_s with --peer torch-compile.)
-
-`--loss wgan-gp` times WGAN-GP's steps instead (one critic update per batch, a G update every
-fifth). `--profile` also traces one training step (TensorFlow's FULL_TRACE step stats, after the
-warm-up) and writes the per-op breakdown to --profile_out and stdout: the top ops by time, and
-the share of op time that is convolution (Conv2D and its backprops, in any _Mkl/_OneDnn/_Fused
-form) against the rest. Both print a `placement:` line: the ops of one traced step and their share
-of op time on each device (a GPU's, where TensorFlow uses one). `--augment` feeds flipped and jittered batches, as the trainer's
---augment, and also
-prints what the augmentation costs per batch, alone and as a share of a step:
-
-    augment_ms_per_batch=<median> augment_share_of_step=<ms per batch / ms per step>
+Every run prints a `placement:` line: each device's ops in one traced step and their share of
+op time.
 """
 import argparse
 import contextlib

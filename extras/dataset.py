@@ -1,17 +1,12 @@
-"""The training data (ours; the post read every image from disk on every step).
-
-Each image is decoded once into a compact uint8 array, cached on disk beside the run (so a
-restart does not decode again) and memory-mapped, so even CelebA (2.5 GB at 64x64) never sits in
-memory twice; batches are cut from it in a background thread while the session trains:
+"""The training data (ours): images decoded once into a uint8 array cached beside the run and
+memory-mapped; batches cut from it in a background thread.
 
 - `load_dataset`: a folder's images as one uint8 array, through `cached_rows`, the cache every
-  stage uses (the pix2pix stage keeps its pairs in it too);
+  stage uses;
 - `feed_batches`, `epoch_batches`, `prefetch`: one epoch's batches, in an order that depends
-  only on (seed, epoch), so a resumed run sees the same batches;
-- `augment_images`: random flips and jitter for small data sets;
+  only on (seed, epoch);
+- `augment_images`: random flips and jitter;
 - `split_holdout`, `split_rows`: the fixed share of images training never sees.
-
-The file list itself is the post's `dataset_files` (gantut_datafuncs).
 """
 import concurrent.futures
 import functools
@@ -38,11 +33,8 @@ class DatasetError(Exception):
 
 
 def decode_image(path, image_size, c_dim, is_crop):
-    """Decode one file into an `image_size` square uint8 array.
-
-    Returns (pixels, None), or (None, reason) for a file that cannot be used. A file of the
-    wrong size without `is_crop` is reported as such, for the caller to refuse.
-    """
+    """Decode one file into an `image_size` square uint8 array: (pixels, None), or (None, reason)
+    for a file that cannot be used ("wrong size": not square `image_size` and no `is_crop`)."""
     try:
         pixels = np.asarray(open_image(path, c_dim))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
@@ -56,10 +48,8 @@ def decode_image(path, image_size, c_dim, is_crop):
 
 
 def dataset_fingerprint(files, image_size, c_dim, is_crop):
-    """A short hash of the file list (names, sizes, times) and decode settings.
-
-    The cache is rebuilt whenever it changes: a file added, removed or rewritten.
-    """
+    """A short hash of the file list (names, sizes, times) and decode settings: it changes when a
+    file is added, removed or rewritten."""
     digest = hashlib.sha1(json.dumps([CACHE_VERSION, image_size, c_dim, is_crop]).encode())
     for path in files:
         try:
@@ -82,19 +72,14 @@ def decode_checked(path, image_size, c_dim, is_crop):
 
 def decode_rows_to_cache(items, cache_path, row_shape, decode, workers, label="decoding images",
                          unit="images"):
-    """Decode each of `items` into one row of a uint8 .npy array at `cache_path`; return (count,
-    skipped) (shared with the pix2pix stage's pair cache).
-
-    `decode(item)` returns (uint8 array of `row_shape`, None) or (None, reason). An item with a
-    reason is skipped with one warning line and listed in `skipped` as "item: reason". Threads
-    decode in parallel (Pillow releases the GIL); rows go straight into a memory-mapped file, so
-    even CelebA (2.5 GB at 64x64) never sits in memory twice and a set larger than RAM still
-    fits; the file is renamed into place only when complete.
-    """
+    """Decode `items` in `workers` threads into the rows of a uint8 .npy file at `cache_path`,
+    which appears only when complete; return (count, skipped). `decode(item)` gives (row of
+    `row_shape`, None) or (None, reason): such an item is warned of and listed in `skipped`."""
     shape = (len(items),) + tuple(row_shape)
     skipped = []
     count = 0
     progress = Progress(label, len(items), unit)
+    # Rows go straight into a memory-mapped file: a set larger than RAM still fits.
     with atomic_path(cache_path) as tmp, \
             concurrent.futures.ThreadPoolExecutor(workers) as pool:
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
@@ -124,14 +109,9 @@ def wrong_size_message(path, image_size):
 
 def load_dataset(root, image_size, c_dim=3, is_crop=False, train_size=float("inf"),
                  cache_dir=None, workers=1):
-    """The training images of folder `root` as an N x size x size x c_dim uint8 array.
-
-    The array is decoded once and cached in `cache_dir` (memory-mapped on later runs, so start-up
-    is instant and RAM holds only what training touches); a change to the folder's files
-    rebuilds it. `train_size` caps the image count (the first files in sorted order).
-    Raises DatasetError, naming the folder or file, for a missing or empty folder or a wrong-size
-    image without `is_crop`.
-    """
+    """The images of folder `root` (the first `train_size` in sorted order) as an N x size x size
+    x c_dim uint8 array, through the cache in `cache_dir`. Raises DatasetError, naming the folder
+    or file, for a missing or empty folder or a wrong-size image without `is_crop`."""
     if not os.path.isdir(root):
         raise DatasetError("dataset folder %s does not exist. Point --dataset at a folder of "
                            ".png/.jpg images (e.g. the output of align_faces.py), or use "
@@ -156,15 +136,8 @@ def load_dataset(root, image_size, c_dim=3, is_crop=False, train_size=float("inf
 def cached_rows(root, cache_dir, key, items, row_shape, decode, workers, unit="images",
                 skipped_before=()):
     """The rows `decode` makes of `items`, as a memory-mapped uint8 array cached in `cache_dir`
-    (default `root`) under the fingerprint `key` of their files (shared with the pix2pix
-    stage's pairs). Returns (array, skipped entries, path of the cache's info file).
-
-    Decoded once (decode_rows_to_cache); later runs map the file, so start-up is instant and RAM
-    holds only what training touches. A new key (the files changed) builds a new cache; only
-    once it is complete are the older caches of the same folder and row shape retired, so a
-    run that fails on its way loses nothing, and other folders' caches stay. `skipped_before`
-    lists items already dropped, kept in the info file with the rest.
-    """
+    (default `root`) under `key`, their files' fingerprint; returns (array, skipped entries, path
+    of the info file). `skipped_before`: items already dropped, listed with the skipped."""
     cache_dir = cache_dir or root
     os.makedirs(cache_dir, exist_ok=True)
     cache_path = os.path.join(cache_dir, cache_name(row_shape) + key + ".npy")
@@ -177,6 +150,7 @@ def cached_rows(root, cache_dir, key, items, row_shape, decode, workers, unit="i
                 "skipped": list(skipped_before) + skipped}
         with atomic_path(info_path) as tmp, open(tmp, "w") as out:
             json.dump(info, out, indent=1)
+        # Only once the new cache is complete: a run that fails on its way loses nothing.
         retire_older_caches(cache_dir, root, row_shape, keep=info_path)
     return np.load(cache_path, mmap_mode="r")[:info["count"]], info["skipped"], info_path
 
@@ -203,13 +177,9 @@ def retire_older_caches(cache_dir, root, row_shape, keep):
 
 
 def epoch_batches(rows, batch_size, seed, epoch, start=0):
-    """Yield (index, image indices) for the batches of one epoch, from batch `start`.
-
-    `rows` are the indices of the images to train on (an int n stands for all of 0..n-1).
-    Each epoch is a fresh shuffle that depends only on (seed, epoch), so a resumed run sees the
-    same order and can skip exactly the batches it already trained on. The last partial batch
-    is dropped, as in the post.
-    """
+    """Yield (index, sorted image indices) for one epoch's batches from batch `start`: a shuffle
+    of `rows` (indices, or an int n for 0..n-1) that depends only on (seed, epoch), so a resumed
+    run sees the same order. The last partial batch is dropped, as in the post."""
     rows = np.arange(rows) if np.isscalar(rows) else np.asarray(rows)
     order = rows[np.random.default_rng([seed, epoch]).permutation(len(rows))]
     for index in range(start, len(rows) // batch_size):
@@ -217,11 +187,8 @@ def epoch_batches(rows, batch_size, seed, epoch, start=0):
 
 
 def prefetch(items, depth=2):
-    """Run the iterator `items` in a background thread, `depth` items ahead.
-
-    Cutting and scaling the next batch then overlaps the current training step, so the session
-    never waits on input. An exception in the iterator is raised in the consumer.
-    """
+    """Yield the items of iterator `items`, run in a background thread `depth` items ahead; an
+    exception in the iterator is raised here."""
     buffer = queue.Queue(maxsize=depth)
     done = object()
 
@@ -244,12 +211,9 @@ def prefetch(items, depth=2):
 
 
 def feed_batches(images, batch_size, seed, epoch, start=0, rows=None, augment=False):
-    """Yield (index, float batch in [-1, 1]) for one epoch, prepared ahead of time.
-
-    `rows` limits training to those images (the rest held out for evaluation); default all.
-    With `augment`, each batch is flipped and jittered (augment_images) with random draws
-    that depend only on (seed, epoch, batch), so a resumed run sees the same batches.
-    """
+    """Yield (index, float batch in [-1, 1]) for one epoch of the images `rows` (default all),
+    prepared in a background thread; with `augment`, flipped and jittered (augment_images) by
+    draws that depend only on (seed, epoch, batch)."""
     rows = len(images) if rows is None else rows
 
     def batch_pixels(index, batch):
@@ -262,13 +226,9 @@ def feed_batches(images, batch_size, seed, epoch, start=0, rows=None, augment=Fa
 
 
 def augment_images(images, rng, jitter=1.1):
-    """Random horizontal flips and jitter of a uint8 batch, drawn per image (after the
-    logo walkthrough's augmentation for small data sets).
-
-    Each image is mirrored with probability 1/2, then scaled up by `jitter` (about 10%) and
-    cropped back to its size at a random offset; `jitter` 1 turns the jitter off. Faces stay
-    upright: a vertical flip or rotation would teach G upside-down faces.
-    """
+    """A uint8 batch with each image mirrored with probability 1/2, then scaled up by `jitter`
+    and cropped back to its size at a random offset (`jitter` 1: no jitter); draws from `rng`."""
+    # No vertical flips or rotations: they would teach G upside-down faces.
     out = np.empty_like(images)
     size = images.shape[1]
     big = int(round(size * jitter))
@@ -288,10 +248,8 @@ def augment_images(images, rng, jitter=1.1):
 
 
 def split_holdout(n_images, share):
-    """Row indices (train, held out): a fixed `share` of the images that training never sees.
-
-    Drawn from a fixed seed, not --seed, so the split stays the same across runs and resumes.
-    """
+    """Row indices (train, held out): a `share` of the images drawn from a fixed seed (not
+    --seed), so the split is the same across runs and resumes."""
     return split_rows(n_images, int(n_images * share))
 
 

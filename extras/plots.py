@@ -1,12 +1,7 @@
-"""Plots and the GIF: the loss chart of a run and the animated samples Part 5 shows (additions
-beside Part 5 of "Generative Adversarial Network (GAN) in TensorFlow").
-
-`plot_losses` draws logs/losses.png for runs without TensorBoard, with matplotlib on its Agg
-canvas: files only, never a display, and no pyplot, so importing this module leaves the
-backend of the caller's own plots (a notebook's, say) alone. matplotlib is loaded by the first
-chart, not with this module: it takes about a second, which every start of a trainer (--help, a
-refused flag, generating) would otherwise pay. `write_progress_gif` animates the end-of-epoch
-sample grids, each frame labelled with its epoch.
+"""Plots and the GIF (additions beside Part 5 of "Generative Adversarial Network (GAN) in
+TensorFlow"): `plot_losses`, the loss chart of a run, drawn on matplotlib's Agg canvas (files
+only; no pyplot, so the caller's own backend is left alone); `write_progress_gif`, the
+end-of-epoch sample grids animated, each frame labelled with its epoch.
 """
 import os
 import warnings
@@ -22,18 +17,10 @@ MIN_PLOT_PX = 28  # the plot box's least side: two lines of the 10 pt text
 
 
 def plot_losses(series, path, epoch_starts=(), title=None, width=800, height=400, smoothing=0.9):
-    """Draw loss curves against step as a `width` x `height` image at `path`, a PNG for ".png"
-    (addition: the loss chart of a run without TensorBoard).
-
-    `series` maps each name (d_loss, g_loss, ...) to (steps, values), each series with its own
-    steps, in the colours of matplotlib's cycle by their order. Each is drawn faint as logged and
-    bold smoothed as TensorBoard smooths (`smoothing` is the weight of the past, in [0, 1); 0
-    draws the values as they are). The y axis spans the 1st to 99th percentile of the smoothed
-    values plus a margin, so the spikes of the first steps do not flatten the rest. `epoch_starts`
-    are the steps at which epochs 0, 1, ... begin, drawn as dashed lines and labelled. Non-finite
-    points are dropped and series left empty skipped; with none left the image says "no losses
-    yet". The file appears whole or not at all, its folder created if need be; returns `path`.
-    """
+    """Draw `series` ({name: (steps, values)}) faint as logged and bold smoothed (smooth), with
+    `epoch_starts` marked, as a `width` x `height` image written whole at `path` (a PNG for
+    ".png"); return `path` (addition: the loss chart of a run without TensorBoard)."""
+    # Imported here, not with the module: every start of a trainer would pay for loading it.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -60,12 +47,10 @@ def plot_losses(series, path, epoch_starts=(), title=None, width=800, height=400
 
 
 def finite_points(series):
-    """Each series of `plot_losses` as float arrays in step order, its non-finite points
-    dropped; the series left empty are left out (addition).
-
-    Sorted because a log appended to after a resume may step back. The colour index of each
-    series is kept, so that the colours do not depend on which series have points yet.
-    """
+    """Each series of `plot_losses` as {name: (colour index, steps, values)}, float arrays in
+    step order without their non-finite points; series left empty are left out (addition)."""
+    # Sorted: a log appended to after a resume may step back. The colour index is the place in
+    # `series`, so the colours do not depend on which series have points yet.
     points = {}
     for index, (name, (steps, values)) in enumerate(series.items()):
         steps = np.asarray(steps, dtype=np.float64).ravel()
@@ -102,13 +87,9 @@ def draw_curves(fig, ax, points, smoothing):
 
 
 def smooth(values, smoothing):
-    """TensorBoard's smoothing of a scalar curve (addition).
-
-    An exponential moving average with weight `smoothing` on the past, divided by the weight it
-    has gathered so far, so that the curve does not start pulled towards 0. TensorBoard smooths
-    the 1000 points of a curve it keeps; past that many, the weight grows so that the average
-    spans as much of the curve as it would there.
-    """
+    """TensorBoard's smoothing of a scalar curve: an exponential moving average with weight
+    `smoothing` on the past, debiased; past 1000 points the weight grows to span as much of the
+    curve as TensorBoard's 1000 kept points would (addition)."""
     weight = smoothing ** min(1.0, 1000 / len(values))
     smoothed = np.empty(len(values))
     average = 0.0
@@ -119,12 +100,9 @@ def smooth(values, smoothing):
 
 
 def loss_range(smoothed):
-    """The (low, high) of a loss chart's y axis for the smoothed curves `smoothed` (addition).
-
-    The 1st to 99th percentile of all values with a 5 % margin: GAN losses spike in the first
-    steps, and scaling to the spike would flatten the rest. A constant loss gets a band of 10 %
-    of its size (or of 1 about 0), never an empty range.
-    """
+    """The (low, high) of the y axis for the smoothed curves `smoothed`: the 1st to 99th
+    percentile with a 5 % margin, so the first steps' spikes do not flatten the rest; a constant
+    loss gets a band of 10 % of its size, or of 1 about 0 (addition)."""
     low, high = np.percentile(np.concatenate(smoothed), [1, 99])
     span = high - low
     if span <= 1e-9 * max(abs(low), abs(high)):
@@ -135,11 +113,8 @@ def loss_range(smoothed):
 
 
 def draw_epochs(ax, epoch_starts):
-    """A dashed line where each epoch shown begins, labelled above the chart (addition).
-
-    An epoch begun before the first step shown is labelled at the left edge. With more epochs
-    than labels fit, every k-th is labelled, so that the labels never overlap.
-    """
+    """A dashed line where each epoch shown begins, labelled above the chart (every k-th, so the
+    labels never overlap; one begun before the first step shown at the left edge) (addition)."""
     first, last = ax.get_xlim()
     ends = list(epoch_starts[1:]) + [np.inf]
     shown = [(epoch, start) for epoch, (start, end) in enumerate(zip(epoch_starts, ends))
@@ -181,11 +156,8 @@ def label_image(img, text):
 
 
 def save_gif(paths, labels, gif_path, frame_ms=500):
-    """Write the image files `paths` as an animated GIF, each frame labelled (addition: Part 5
-    shows the samples at the end of each epoch as such a GIF).
-
-    The last frame is held longer, so the final result can be looked at.
-    """
+    """Write the image files `paths` as an animated GIF, each frame labelled and the last held
+    longer (addition: Part 5 shows the samples at the end of each epoch as such a GIF)."""
     frames = []
     for path, label in zip(paths, labels):
         with Image.open(path) as img:

@@ -1,14 +1,8 @@
-"""How TensorFlow is loaded here (ours): imported before TensorFlow everywhere, since it reads
-these settings once, when it loads.
-
-Always: without Keras (TF_USE_LEGACY_KERAS=1: this TF1 code never uses Keras 3, which would load
-OpenCV and add about 2 s to every start) and with oneDNN's kernels (TF_ENABLE_ONEDNN_OPTS=1, about
-2x faster steps where TensorFlow would pick Eigen's; bench/LEVERS.md), each unless the
-environment sets it. In our own programs only (the `__main__` script lies in this repository),
-unless --verbose or GANTUT_VERBOSE=1: TensorFlow's C++ INFO and WARNING lines and its and absl's
-Python logging below ERROR go, and the lines of FILTERED are dropped from file descriptor 2 by a
-thread that copies every other byte unchanged; `sys.stderr` itself bypasses the filter, so our
-lines keep their order and their terminal. docs/development.md, "Quiet by default", says why each line goes.
+"""How TensorFlow is loaded here (ours); imported before TensorFlow everywhere, which reads these
+settings once, when it loads. TF_USE_LEGACY_KERAS=1 and TF_ENABLE_ONEDNN_OPTS=1 unless the
+environment sets them; in our own programs, unless --verbose or GANTUT_VERBOSE=1, TensorFlow's and
+absl's logging lowered to ERROR and the lines of FILTERED dropped from file descriptor 2
+(docs/development.md, "Quiet by default", says why each line goes).
 """
 import atexit
 import logging
@@ -121,8 +115,9 @@ def restore_stderr(original, pump):
     pump.join(timeout=1)
 
 
+# This TF1 code never uses Keras 3, which would slow every start.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # faster steps on CPU: bench/LEVERS.md
 ONEDNN = os.environ["TF_ENABLE_ONEDNN_OPTS"] not in ("0", "false", "False")
 VERBOSE = verbose_requested(sys.argv, os.environ)
 if running_our_program() and not VERBOSE:

@@ -1,10 +1,6 @@
 """Small helpers every stage shares: whole-or-nothing file writes, the image file walk, progress
 lines, and a lock on a run's folder (project addition to "Generative Adversarial Network (GAN) in
-TensorFlow").
-
-None of this is in the posts; it is what lets a run be killed at any moment without losing or
-half-writing anything, and lets long work say how far it has got.
-"""
+TensorFlow")."""
 import contextlib
 import json
 import os
@@ -35,10 +31,9 @@ TEMP_NAME = re.compile(r"^\..*\.tmp-(?P<pid>\d+)(?:-(?P<start>\d+))?@(?P<host>[A
 
 
 def temp_path(path):
-    """The hidden temp name beside `path` that this process writes it under (project helper).
-
-    It keeps the extension, so writers that pick the format from it still work.
-    """
+    """The hidden temp name beside `path`, keeping its extension, that this process writes it
+    under (project helper)."""
+    # The extension stays last: writers pick the format from it.
     folder, name = os.path.split(os.path.abspath(path))
     stem, ext = os.path.splitext(name)
     pid, start = os.getpid(), process_start(os.getpid())
@@ -59,11 +54,8 @@ def process_start(pid):
 
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yield a temp name beside `path`, renamed onto it only if the block succeeds (project helper).
-
-    For every file a later step reads (sample grids, caches, crops, reports): a run killed
-    mid-write leaves a hidden temp file, never a half-written file under the real name.
-    """
+    """Yield a temp name beside `path`, renamed onto it only if the block succeeds, so `path` is
+    never half-written (project helper)."""
     tmp = temp_path(path)
     try:
         yield tmp
@@ -74,12 +66,8 @@ def atomic_path(path):
 
 
 def remove_stale_temp_files(folder):
-    """Delete the temp files that killed processes of this machine left in `folder`; return how
-    many (project helper).
-
-    A live writer's temp file is left alone, and so are other machines' (their processes cannot
-    be checked from here).
-    """
+    """Delete the temp files that killed processes of this machine left in `folder`, not a live
+    writer's nor another machine's; return how many (project helper)."""
     removed = 0
     for name in os.listdir(folder) if os.path.isdir(folder) else []:
         match = TEMP_NAME.match(name)
@@ -103,13 +91,9 @@ def pid_alive(pid, start=None):
 
 
 def image_files(root, skip_dir=None):
-    """Paths relative to `root` of every .png/.jpg/.jpeg file (any case) below it, sorted
-    (project helper).
-
-    Hidden names (our temp files, macOS `._` metadata) are left out. Symlinked folders are
-    followed (datasets often live elsewhere), each real folder once, so a link loop cannot trap
-    the walk; the folder `skip_dir` (an output folder inside the input) is not entered.
-    """
+    """Sorted paths relative to `root` of every .png/.jpg/.jpeg file (any case) below it, hidden
+    names left out; symlinked folders followed, each real folder once, and `skip_dir` not entered
+    (project helper)."""
     seen = {folder_id(skip_dir)} if skip_dir and os.path.isdir(skip_dir) else set()
     found = []
     for folder, subfolders, names in os.walk(root, followlinks=True):
@@ -142,11 +126,9 @@ def format_seconds(seconds):
 
 
 class Progress:
-    """A `label: done/total unit, rate unit/s, ETA` line on stderr for long work (project helper).
-
-    A terminal gets the line rewritten in place every second; a log file (a cluster job's) a new
-    line every 10 s, so a long run does not flood it. The final count is always shown.
-    """
+    """A `label: done/total unit, rate unit/s, ETA` line on stderr for long work, rewritten in
+    place every second on a terminal, else a new line every 10 s; the final count always shown
+    (project helper)."""
 
     def __init__(self, label, total, unit="images", stream=None):
         self.label, self.total, self.unit, self.done = label, total, unit, 0
@@ -207,13 +189,8 @@ class FolderBusy(Exception):
 @contextlib.contextmanager
 def folder_lock(folder):
     """Hold `folder/.lock` (owner's host, pid and start time) for the block, so two runs never
-    share it (project helper).
-
-    A lock left by a process that is gone (killed, on this host) is cleared, also when its pid
-    has since come round to another process. A lock from another host cannot be checked from
-    here, so it is refused with the path to delete if that job is dead. The lock appears with
-    its content in one step (a hard link), never empty.
-    """
+    share the folder; a dead process's lock on this host is cleared, a live one's or another
+    host's raises FolderBusy naming it (project helper)."""
     path = os.path.join(folder, ".lock")
     me = {"host": socket.gethostname(), "pid": os.getpid(), "start": process_start(os.getpid())}
     draft = temp_path(path)
@@ -222,7 +199,7 @@ def folder_lock(folder):
     try:
         while True:
             try:
-                os.link(draft, path)
+                os.link(draft, path)  # the lock appears with its content, never empty
                 break
             except FileExistsError:
                 owner = read_json(path)

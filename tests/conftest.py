@@ -1,10 +1,14 @@
 """Shared helpers for the tests: real image files in temp folders, real TF sessions, and the
 trainer run as a real subprocess."""
+import collections
+import fcntl
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -92,6 +96,54 @@ TINY = ["--image_size", "16", "--batch_size", "4", "--gf_dim", "4", "--df_dim", 
         "--z_dim", "8", "--threads", "2", "--seed", "3"]
 
 
+# The shared trained model (fixture `trained_model`): 24 images of 16x16, 16 PNG in faces/part1
+# and 8 JPEG in faces/part2; batches of 4 -> 6 steps per epoch; the default folders checkpoint/,
+# logs/ and samples/.
+MODEL_EPOCHS = 2
+MODEL_ARGS = ["--dataset", "faces", "--epoch", str(MODEL_EPOCHS), "--sample_freq", "4",
+              "--ckpt_freq", "5", "--summary_freq", "1", *TINY]
+
+Trained = collections.namedtuple("Trained", "folder stdout stderr")
+
+
+def train_model(folder):
+    """Train the shared model in `folder`, and keep the trainer's output beside it."""
+    write_images(os.path.join(folder, "faces", "part1"), 16, 16)
+    write_images(os.path.join(folder, "faces", "part2"), 8, 16, seed=1, ext=".jpg")
+    result = run_trainer(folder, *MODEL_ARGS)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("stdout", "stderr"):
+        with open(os.path.join(folder, "trainer." + name), "w") as out:
+            out.write(getattr(result, name))
+
+
+@pytest.fixture(scope="session")
+def trained_model(tmp_path_factory):
+    """The tiny model trained with MODEL_ARGS, built once per test run: its folder (a Path) and
+    the trainer's stdout and stderr. Read it only: tests that write work on `model_copy`."""
+    base = tmp_path_factory.getbasetemp()
+    # Under pytest-xdist the workers' temp folders share a parent: one worker builds, the
+    # others wait on the lock and then read the finished folder.
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder = root / "trained_model"
+    with open(root / "trained_model.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not folder.exists():
+            build = tempfile.mkdtemp(prefix="trained_model.", dir=root)
+            train_model(build)
+            os.rename(build, folder)  # whole or not at all
+    return Trained(folder, (folder / "trainer.stdout").read_text(),
+                   (folder / "trainer.stderr").read_text())
+
+
+@pytest.fixture
+def model_copy(trained_model, tmp_path):
+    """A copy of the shared model's folder, for a test that writes into it."""
+    copy = tmp_path / "model"
+    shutil.copytree(trained_model.folder, copy)
+    return copy
+
+
 @pytest.fixture
 def sess():
     """A real Session on a fresh graph."""
@@ -112,6 +164,7 @@ def pytest_sessionfinish(session):
         session.config.workeroutput["fault_stats"] = FAULT_STATS
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: -p no:xdist runs without it
 def pytest_testnodedown(node, error):
     """In the controller of pytest-xdist: add up a finished worker's fault figures."""
     for key, value in node.workeroutput.get("fault_stats", {}).items():

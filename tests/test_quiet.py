@@ -13,7 +13,7 @@ import skimage.data
 from PIL import Image
 
 import extras.tfenv
-from conftest import REPO, TINY, run_trainer, write_images
+from conftest import REPO, TINY
 
 # Our own line starts, and progress lines (`label: n/total unit, rate unit/s, ETA ...`).
 OUR_LINE = re.compile(r"( \[\*\]|Epoch|error:|warning:|[\w ]+: \d+/\d+ \w+, [\d.]+ \w+/s, ETA )")
@@ -35,17 +35,6 @@ def output_lines(cwd, *args, script="gantut_trainer.py"):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             timeout=300)
     return result.stdout.splitlines(), result.returncode
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny checkpoint in the default folders checkpoint/, logs/ and samples/."""
-    work = tmp_path_factory.mktemp("quiet")
-    write_images(str(work / "faces"), 8, 16)
-    result = run_trainer(str(work), "--dataset", "faces", "--epoch", "1",
-                         "--noeval_every_epoch", *TINY)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return work
 
 
 @pytest.mark.parametrize("argv,environ,verbose", [
@@ -103,8 +92,8 @@ def test_a_terminal_stays_a_terminal_for_progress_lines():
     os.close(main)
 
 
-def test_generating_from_a_checkpoint_prints_only_our_lines(trained):
-    lines, returncode = output_lines(str(trained), "--train=False", "--n_samples", "4")
+def test_generating_from_a_checkpoint_prints_only_our_lines(model_copy):
+    lines, returncode = output_lines(str(model_copy), "--train=False", "--n_samples", "4")
     assert returncode == 0, lines
     assert lines and [line for line in lines if not OUR_LINE.match(line)] == []
 
@@ -142,13 +131,13 @@ def get(url):
         return response.read().decode()
 
 
-def test_tensorboard_on_the_logs_folder_shows_no_error_about_our_folders(trained):
+def test_tensorboard_on_the_logs_folder_shows_no_error_about_our_folders(trained_model):
     port = free_port()
     board = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", "logs",
                               "--host", "127.0.0.1", "--port", str(port),
                               "--reload_interval", "1"],
-                             cwd=str(trained), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             text=True)
+                             cwd=str(trained_model.folder), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
     try:
         base = "http://127.0.0.1:%d/data/" % port
         for _ in range(120):

@@ -3,7 +3,6 @@ import csv
 import glob
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,26 +24,17 @@ def progress(output):
     return [(int(e), int(i)) for e, i, _ in PROGRESS.findall(output)]
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """One tiny training run: 24 images of 16x16, batch 4 -> 6 steps per epoch, 2 epochs."""
-    work = tmp_path_factory.mktemp("run")
-    write_images(str(work / "faces" / "part1"), 12, 16)
-    write_images(str(work / "faces" / "part2"), 12, 16, seed=1, ext=".jpg")
-    result = run_trainer(str(work), "--dataset", "faces", "--epoch", "2", "--sample_freq", "4",
-                         "--ckpt_freq", "5", "--summary_freq", "1", *TINY)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return work, result
+# These tests read the shared model of conftest.py (`trained_model`): 24 images of 16x16,
+# batch 4 -> 6 steps per epoch, 2 epochs, --sample_freq 4, --ckpt_freq 5, --summary_freq 1.
 
 
-def test_progress_line_per_step_with_both_losses(trained):
-    _, result = trained
-    assert progress(result.stdout) == [(e, i) for e in range(2) for i in range(6)]
-    assert "img/s, ETA" in result.stdout
+def test_progress_line_per_step_with_both_losses(trained_model):
+    assert progress(trained_model.stdout) == [(e, i) for e in range(2) for i in range(6)]
+    assert "img/s, ETA" in trained_model.stdout
 
 
-def test_sample_grids_every_sample_freq_steps_and_each_epoch(trained):
-    work, _ = trained
+def test_sample_grids_every_sample_freq_steps_and_each_epoch(trained_model):
+    work = trained_model.folder
     names = sorted(os.listdir(work / "samples"))
     # steps 4, 8 and 12 fall on epoch 0 batch 3, epoch 1 batches 1 and 5
     assert names == ["epoch_00.png", "epoch_01.png", "progress.gif", "real_samples.png",
@@ -53,14 +43,14 @@ def test_sample_grids_every_sample_freq_steps_and_each_epoch(trained):
         assert grid.size == (8 * 16, 8 * 16)  # an 8x8 grid of 16x16 samples
 
 
-def test_checkpoints_every_ckpt_freq_and_each_epoch(trained):
-    work, _ = trained
+def test_checkpoints_every_ckpt_freq_and_each_epoch(trained_model):
+    work = trained_model.folder
     assert checkpoint_steps(str(work / "checkpoint")) == [5, 6, 10, 12]
 
 
-def test_event_files_hold_every_summary_name_and_the_graph(trained):
+def test_event_files_hold_every_summary_name_and_the_graph(trained_model):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    work, _ = trained
+    work = trained_model.folder
     events = EventAccumulator(str(work / "logs"), size_guidance={"images": 0})
     events.Reload()
     tags = events.Tags()
@@ -71,11 +61,8 @@ def test_event_files_hold_every_summary_name_and_the_graph(trained):
     assert [e.step for e in events.Scalars("g_loss")] == list(range(1, 13))
 
 
-def test_a_second_run_resumes_at_the_right_step_and_epoch_with_the_same_sample_noise(trained,
-                                                                                    tmp_path):
-    # On a copy: the other tests read the trained run as it was left.
-    work = tmp_path / "run"
-    shutil.copytree(trained[0], work)
+def test_a_second_run_resumes_at_the_right_step_and_epoch_with_the_same_sample_noise(model_copy):
+    work = model_copy  # the other tests read the trained run as it was left
     sample_z = tf.train.load_variable(tf.train.latest_checkpoint(str(work / "checkpoint")),
                                       "state/sample_z")
     result = run_trainer(str(work), "--dataset", "faces", "--epoch", "3", "--sample_freq", "4",

@@ -10,20 +10,10 @@ import pytest
 import tensorflow.compat.v1 as tf
 from PIL import Image
 
-from conftest import TINY, run_trainer, write_images
+from conftest import MODEL_EPOCHS, run_trainer, write_images
 from gantut_complete import CompletionError, complete, make_mask, read_images
 from gantut_gan import DCGAN
 from gantut_quiz import write_quiz
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A 16x16 model trained for 3 short epochs; its folder."""
-    work = tmp_path_factory.mktemp("use")
-    write_images(str(work / "faces"), 16, 16)
-    result = run_trainer(str(work), "--dataset", "faces", "--epoch", "3", *TINY)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return work
 
 
 def pixels(path):
@@ -31,31 +21,31 @@ def pixels(path):
         return np.asarray(img).astype(int)
 
 
-def test_progress_gif_has_one_labelled_frame_per_epoch(trained):
-    with Image.open(trained / "samples" / "progress.gif") as gif:
-        assert gif.n_frames == 3
+def test_progress_gif_has_one_labelled_frame_per_epoch(trained_model):
+    with Image.open(trained_model.folder / "samples" / "progress.gif") as gif:
+        assert gif.n_frames == MODEL_EPOCHS
         assert gif.size == (8 * 16, 8 * 16)
 
 
-def test_generation_is_repeatable_under_a_seed_and_differs_across_seeds(trained):
+def test_generation_is_repeatable_under_a_seed_and_differs_across_seeds(model_copy):
     grids = {}
     for name, seed in (("a", "5"), ("b", "5"), ("c", "6")):
-        result = run_trainer(str(trained), "--train=False", "--seed", seed, "--n_samples", "16",
-                             "--out_dir", "gen_" + name, "--save_single")
+        result = run_trainer(str(model_copy), "--train=False", "--seed", seed, "--n_samples",
+                             "16", "--out_dir", "gen_" + name, "--save_single")
         assert result.returncode == 0, result.stderr[-3000:]
-        grids[name] = pixels(trained / ("gen_" + name) / "samples.png")
-        singles = sorted(os.listdir(trained / ("gen_" + name)))
+        grids[name] = pixels(model_copy / ("gen_" + name) / "samples.png")
+        singles = sorted(os.listdir(model_copy / ("gen_" + name)))
         assert singles.count("samples.png") == 1 and len(singles) == 17
     assert grids["a"].shape == (4 * 16, 4 * 16, 3)  # size flags come from model.json
     assert np.array_equal(grids["a"], grids["b"])
     assert not np.array_equal(grids["a"], grids["c"])
 
 
-def test_interpolation_rows_change_smoothly(trained):
-    result = run_trainer(str(trained), "--train=False", "--interpolate", "--seed", "1",
+def test_interpolation_rows_change_smoothly(model_copy):
+    result = run_trainer(str(model_copy), "--train=False", "--interpolate", "--seed", "1",
                          "--out_dir", "walk")
     assert result.returncode == 0, result.stderr[-3000:]
-    grid = pixels(trained / "walk" / "interpolation.png").reshape(8, 16, 8, 16, 3)
+    grid = pixels(model_copy / "walk" / "interpolation.png").reshape(8, 16, 8, 16, 3)
     neighbours = np.abs(np.diff(grid, axis=2)).mean()
     ends = np.abs(grid[:, :, -1] - grid[:, :, 0]).mean()
     assert neighbours < ends / 3
@@ -106,15 +96,15 @@ def test_completion_lowers_the_contextual_loss(sess, kind):
     assert np.all(history[-1] < history[0] * 0.8)
 
 
-def test_completion_command_writes_grids_and_keeps_known_pixels(trained):
-    faces = str(trained / "faces" / "*.png")
-    result = run_trainer(str(trained), "--complete", "--imgs", faces, "--mask", "left",
+def test_completion_command_writes_grids_and_keeps_known_pixels(model_copy):
+    faces = str(model_copy / "faces" / "part1" / "*.png")  # its 16 PNG faces
+    result = run_trainer(str(model_copy), "--complete", "--imgs", faces, "--mask", "left",
                          "--nIter", "60", "--seed", "0", "--outDir", "done")
     assert result.returncode == 0, result.stderr[-3000:]
     # Long work shows its rate and time left, ending at the full count.
     assert re.search(r"^completing 16 image\(s\): 61/61 iterations, [\d.]+ iterations/s, ETA ",
                      result.stderr, re.M), result.stderr[-2000:]
-    out = trained / "done"
+    out = model_copy / "done"
     names = set(os.listdir(out))
     assert {"before.png", "masked.png", "contextual_loss.csv"} <= names
     assert {"generated_%04d.png" % i for i in (0, 50, 60)} <= names
@@ -129,11 +119,11 @@ def test_completion_command_writes_grids_and_keeps_known_pixels(trained):
                for r in rows)
 
 
-def test_quiz_command_writes_a_page_with_sixteen_faces(trained):
-    result = run_trainer(str(trained), "--turing_quiz", "quiz.html", "--dataset", "faces",
+def test_quiz_command_writes_a_page_with_sixteen_faces(model_copy):
+    result = run_trainer(str(model_copy), "--turing_quiz", "quiz.html", "--dataset", "faces",
                          "--seed", "4")
     assert result.returncode == 0, result.stderr[-3000:]
-    page = (trained / "quiz.html").read_text()
+    page = (model_copy / "quiz.html").read_text()
     assert page.count("data:image/png;base64,") == 16
     assert "http" not in page  # self-contained: works offline
 
