@@ -169,3 +169,21 @@ def test_quiz_page_scores_the_clicked_answers(tmp_path, right_answers):
         assert "Turing test" in driver.find_element(By.ID, "result").text
     finally:
         driver.quit()
+
+
+def test_completion_without_imgs_takes_the_datasets_png_images(model_copy):
+    # --dataset faces holds 16 PNG faces in part1/ and 8 JPEG ones in part2/; --batch_size 4.
+    result = run_trainer(str(model_copy), "--complete", "--dataset", "faces", "--nIter", "2",
+                         "--batch_size", "4", "--outDir", "done")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "16 files match --imgs; completing the first 4" in result.stdout
+    assert (model_copy / "done" / "before.png").exists()
+
+
+def test_demo_faces_for_a_saved_model_are_drawn_at_its_size(model_copy):
+    # The model is 16x16; --image_size is left at 64: the demo faces follow model.json.
+    result = run_trainer(str(model_copy), "--train=False", "--evaluate", "--dataset", "demo",
+                         "--demo_images", "60", "--holdout", "0.2", "--eval_samples", "8")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (model_copy / "data" / "demo_16px").is_dir()
+    assert not (model_copy / "data" / "demo_64px").exists()
