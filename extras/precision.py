@@ -41,11 +41,11 @@ def loss_scaled(adams, settings):
         # Adam's variables made here, as float32 training makes them: inside the loss scaler's
         # cond they would lose their name scope, and checkpoints would not fit across the flag.
         adam._create_slots(var_list)  # pylint: disable=protected-access
-        before = set(tf.global_variables())
+        before = {variable.op.name for variable in tf.global_variables()}
         with tf.name_scope("loss_scale/" + adam.get_name()):
             scale = tf.mixed_precision.DynamicLossScale(**settings)
         for variable in tf.global_variables():
-            if variable not in before:
+            if variable.op.name not in before:
                 tf.add_to_collection(LOSS_SCALE_VARIABLES, variable)
         scaled.append(tf.mixed_precision.MixedPrecisionLossScaleOptimizer(adam, scale))
     return scaled

@@ -205,12 +205,11 @@ def restorer_for(saver, path):
     """`saver`, or where the checkpoint at `path` lacks some loss-scale variables (saved without
     --mixed_precision), a Saver of the other variables: those keep their initial values."""
     saved = {name for name, _ in tf.train.list_variables(path)}
-    absent = [variable for variable in tf.get_collection(LOSS_SCALE_VARIABLES)
-              if variable.op.name not in saved]
+    absent = {variable.op.name for variable in tf.get_collection(LOSS_SCALE_VARIABLES)} - saved
     if not absent:
         return saver
     return tf.train.Saver([variable for variable in tf.global_variables()
-                           if variable not in absent])
+                           if variable.op.name not in absent])
 
 
 def point_tensorboard_at(logs_dir, checkpoint):
