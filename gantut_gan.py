@@ -298,8 +298,8 @@ class DCGAN(object):
 
     def optimizers(self, learning_rate, beta1, beta2=0.999):
         """Adam for D and for G, each running its own batch-norm updates and, with `loss_scale`,
-        dynamic loss scaling (addition: train's optimisers, with WGAN-GP's beta2). Returns (d_optim, g_optim, one_run_steps), the last
-        the one-run steps by G update count (one_run_step)."""
+        dynamic loss scaling (addition: train's optimisers, with WGAN-GP's beta2). Returns
+        (d_optim, g_optim, one_run_steps), the last the one-run steps by G update count."""
         with tf.name_scope("optimizers"):
             d_norm_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS, scope="discriminator")
             g_norm_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS, scope="generator")

@@ -204,8 +204,8 @@ def restore_checkpoint(sess, saver, checkpoint_dir, model_name, shape_flags):
 def restorer_for(saver, path):
     """`saver`, or where the checkpoint at `path` lacks some loss-scale variables (saved without
     --mixed_precision), a Saver of the other variables: those keep their initial values."""
-    saved = {name for name, _ in tf.train.list_variables(path)}
-    absent = {variable.op.name for variable in tf.get_collection(LOSS_SCALE_VARIABLES)} - saved
+    scaled = {variable.op.name for variable in tf.get_collection(LOSS_SCALE_VARIABLES)}
+    absent = scaled - {name for name, _ in tf.train.list_variables(path)} if scaled else set()
     if not absent:
         return saver
     return tf.train.Saver([variable for variable in tf.global_variables()

@@ -85,7 +85,8 @@ def test_loss_scale_falls_after_an_overflow_and_grows_back():
     fell_to = min(d_scales)
     assert any(later > fell_to for later in d_scales[d_scales.index(fell_to):]), d_scales
     skipped = sum(1 for before, after in zip([start] + d_scales, d_scales) if after < before)
-    assert 0 < skipped < steps and updates[0] == steps - skipped  # a skipped step leaves D's weights and Adam alone
+    # A skipped step leaves D's weights and Adam alone.
+    assert 0 < skipped < steps and updates[0] == steps - skipped
     assert all(np.isfinite(value) for row in losses for value in row.values())
 
 
