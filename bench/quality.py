@@ -30,7 +30,7 @@ import extras.metrics  # noqa: E402
 from extras.dataset import load_dataset, split_rows  # noqa: E402
 from gantut_gan import LOSSES  # noqa: E402
 from gantut_imgfuncs import inverse_transform, save_images, to_uint8  # noqa: E402
-from extras.run import fused_batch_norm_wins  # noqa: E402
+from extras.run import bf16_wins, fused_batch_norm_wins  # noqa: E402
 from extras.utils import ALL_CORES, timed_steps  # noqa: E402
 from train_throughput import (demo_images, device_line, tf_training,  # noqa: E402
                               torch_peer_model, training_work)
@@ -51,9 +51,10 @@ def parse_args():
     parser.add_argument("--samples", type=int, default=1000,
                         help="samples drawn from each model and real images held out from "
                              "training to score them against [1000]")
-    parser.add_argument("--bf16", action="store_true",
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=bf16_wins(),
                         help="train ours in oneDNN bfloat16 mixed precision, as the trainer's "
-                             "--bf16, and the peer under torch.autocast bfloat16")
+                             "--bf16, and the peer under torch.autocast bfloat16 "
+                             "[this machine's default: %(default)s]")
     parser.add_argument("--fused_bn", action=argparse.BooleanOptionalAction,
                         default=fused_batch_norm_wins(),
                         help="batch norm in the fused kernel, as the trainer's --fused_bn "

@@ -6,7 +6,7 @@ steps, fed as gantut_trainer.py feeds it, and times each step and its wait for i
 
     train_img_per_s=<median over steps> data_wait_frac=<share of step time spent waiting for input>
 
-    .venv/bin/python bench/train_throughput.py --threads 2 [--bf16]
+    .venv/bin/python bench/train_throughput.py --threads 2 [--bf16 | --no-bf16]
 
 - `--peer torch` (or `torch-compile`): the same model in PyTorch too (bench/torch_peer.py, needs
   bench/requirements.txt), on the same batches and noise, in alternating blocks of steps; last
@@ -41,7 +41,7 @@ from extras.device import choose_device  # noqa: E402
 from extras.dataset import augment_images, feed_batches, load_dataset  # noqa: E402
 from gantut_gan import DCGAN, LOSSES  # noqa: E402
 from extras.precision import mixed_precision_plan  # noqa: E402
-from extras.run import (BF16_INSTRUCTIONS, cpu_flags, cpu_info,  # noqa: E402
+from extras.run import (BF16_INSTRUCTIONS, bf16_wins, cpu_flags, cpu_info,  # noqa: E402
                         fused_batch_norm_wins, gpu_visible, session_config)
 from gantut_trainer import WGAN_GP_ADAM  # noqa: E402
 from extras.utils import ALL_CORES  # noqa: E402
@@ -61,8 +61,9 @@ def parse_args():
                         help="TensorFlow threads [every core: %d]" % ALL_CORES)
     parser.add_argument("--batch_size", type=int, default=64, help="images per step [64]")
     parser.add_argument("--image_size", type=int, default=64, help="image size [64]")
-    parser.add_argument("--bf16", action="store_true",
-                        help="oneDNN bfloat16 auto mixed precision, as the trainer's --bf16")
+    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=bf16_wins(),
+                        help="oneDNN bfloat16 auto mixed precision, as the trainer's --bf16 "
+                             "[this machine's default: %(default)s]")
     parser.add_argument("--mixed_precision", action="store_true",
                         help="float16 with loss scaling on an NVIDIA GPU, as the trainer's "
                              "--mixed_precision")

@@ -1,0 +1,71 @@
+"""A faster weight gradient for the convolutions whose output map is small (project addition
+beside Part 4's `conv2d` and `conv2d_transpose`).
+
+On a CPU, oneDNN's weight-gradient kernel in TensorFlow 2.21 is at its slowest on D's last
+convolution and G's first transposed one (8x8 <-> 4x4 at 64x64, 256 <-> 512 channels): about
+twice PyTorch's time for the same call. There the same gradient as one matrix product of the
+input's 5x5 patches with the output gradient takes a third of the time (bench/LEVERS.md).
+`patch_weight_gradients()` gives the ops built inside it that gradient where the output map is
+at most `PATCH_GRADIENT_MAX_SIDE` on a side and no GPU is visible; TensorFlow's own elsewhere.
+The values are TensorFlow's up to the order of summation; the variables are untouched.
+"""
+import extras.tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
+
+import contextlib
+
+import tensorflow.compat.v1 as tf
+
+from extras.run import gpu_visible
+
+# The largest output side measured faster by patches (4x4; at 8x8 TensorFlow's kernel wins).
+PATCH_GRADIENT_MAX_SIDE = 4
+CONV2D_GRADIENT = "Conv2DPatchWeightGradient"
+CONV2D_TRANSPOSE_GRADIENT = "Conv2DTransposePatchWeightGradient"
+
+
+@contextlib.contextmanager
+def patch_weight_gradients():
+    """Within: Conv2D and Conv2DBackpropInput (transposed convolution) ops built take the patch
+    weight gradient where it wins (see the module)."""
+    with tf.get_default_graph().gradient_override_map({
+            "Conv2D": CONV2D_GRADIENT, "Conv2DBackpropInput": CONV2D_TRANSPOSE_GRADIENT}):
+        yield
+
+
+def weight_gradient(inputs, out_gradient, weight_shape, strides, padding):
+    """d loss / d weights of conv2d(inputs, weights) given d loss / d output (NHWC, no dilation)."""
+    side = out_gradient.shape[1]
+    if side is None or side > PATCH_GRADIENT_MAX_SIDE or gpu_visible():
+        return tf.nn.conv2d_backprop_filter(inputs, weight_shape, out_gradient, strides, padding)
+    k_h, k_w, in_channels, out_channels = weight_shape
+    # Each output position's k_h x k_w x in_channels window, in the weights' own order, so one
+    # product sums window x gradient over the batch and the positions.
+    patches = tf.image.extract_patches(inputs, [1, k_h, k_w, 1], strides, [1, 1, 1, 1], padding)
+    gradient = tf.matmul(tf.reshape(patches, [-1, k_h * k_w * in_channels]),
+                         tf.reshape(out_gradient, [-1, out_channels]), transpose_a=True)
+    return tf.reshape(gradient, weight_shape)
+
+
+def op_settings(op):
+    """(strides, padding) of a convolution op."""
+    return op.get_attr("strides"), op.get_attr("padding").decode()
+
+
+@tf.RegisterGradient(CONV2D_GRADIENT)
+def conv2d_gradient(op, grad):
+    """Conv2D(inputs, weights): TensorFlow's input gradient, `weight_gradient`'s."""
+    inputs, weights = op.inputs
+    strides, padding = op_settings(op)
+    return (tf.nn.conv2d_backprop_input(tf.shape(inputs), weights, grad, strides, padding),
+            weight_gradient(inputs, grad, weights.shape.as_list(), strides, padding))
+
+
+@tf.RegisterGradient(CONV2D_TRANSPOSE_GRADIENT)
+def conv2d_transpose_gradient(op, grad):
+    """Conv2DBackpropInput(output shape, weights, value), the transposed convolution: none for
+    the shape, `weight_gradient`'s (the transposed op's output is the convolution's input), and
+    TensorFlow's for the value."""
+    _, weights, value = op.inputs
+    strides, padding = op_settings(op)
+    return (None, weight_gradient(grad, value, weights.shape.as_list(), strides, padding),
+            tf.nn.conv2d(grad, weights, strides, padding))
