@@ -13,7 +13,7 @@ import os
 
 import tensorflow.compat.v1 as tf
 
-from extras.convgrad import patch_weight_gradients
+from extras.convgrad import leaky_relu_gradient_from_output, patch_weight_gradients
 from extras.utils import image_files
 
 
@@ -77,8 +77,10 @@ def conv2d_transpose(input_, output_shape, k_h=5, k_w=5, d_h=2, d_w=2, stddev=0.
 
 def lrelu(x, leak=0.2, name="lrelu"):
     """Leaky ReLU, max(x, leak * x) (Part 4)."""
-    # One op and one gradient op: faster than tf.maximum in bfloat16 (bench/LEVERS.md).
-    return tf.nn.leaky_relu(x, alpha=leak, name=name)
+    # One op and one gradient op: faster than tf.maximum in bfloat16 (bench/LEVERS.md); its
+    # gradient read from its output lets grappler fuse it into the convolution before it (ours).
+    with leaky_relu_gradient_from_output():
+        return tf.nn.leaky_relu(x, alpha=leak, name=name)
 
 
 def linear(input_, output_size, scope=None, stddev=0.02, bias_start=0.0, with_w=False):

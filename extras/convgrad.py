@@ -1,5 +1,13 @@
-"""A faster weight gradient for the convolutions whose output map is small (project addition
-beside Part 4's `conv2d` and `conv2d_transpose`).
+"""Gradients of Part 4's layer ops that let a CPU run the step faster (project addition beside
+`conv2d`, `conv2d_transpose` and `lrelu`); the values are TensorFlow's, the variables untouched.
+
+`leaky_relu_gradient_from_output()`: LeakyRelu's gradient read from the op's output rather than
+its input. TensorFlow's reads the input, the pre-activation, which grappler's remapper removes when
+it fuses Conv2D + BiasAdd + LeakyRelu into one op: the fusion then fails, with an error line on
+every run, and the step runs unfused. For a leak above 0 the output is positive exactly where the
+input is, so LeakyReluGrad given the output computes the same gradient.
+
+`patch_weight_gradients()`: a faster weight gradient for the convolutions whose output map is small.
 
 On a CPU, oneDNN's weight-gradient kernel in TensorFlow 2.21 is at its slowest on D's last
 convolution and G's first transposed one (8x8 <-> 4x4 at 64x64, 256 <-> 512 channels): about
@@ -7,7 +15,7 @@ twice PyTorch's time for the same call. There the same gradient as one matrix pr
 input's 5x5 patches with the output gradient takes a third of the time (bench/LEVERS.md).
 `patch_weight_gradients()` gives the ops built inside it that gradient where the output map is
 at most `PATCH_GRADIENT_MAX_SIDE` on a side and no GPU is visible; TensorFlow's own elsewhere.
-The values are TensorFlow's up to the order of summation; the variables are untouched.
+The values are TensorFlow's up to the order of summation.
 """
 import extras.tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
 
@@ -21,6 +29,22 @@ from extras.run import gpu_visible
 PATCH_GRADIENT_MAX_SIDE = 4
 CONV2D_GRADIENT = "Conv2DPatchWeightGradient"
 CONV2D_TRANSPOSE_GRADIENT = "Conv2DTransposePatchWeightGradient"
+LEAKY_RELU_GRADIENT = "LeakyReluGradientFromOutput"
+
+
+@contextlib.contextmanager
+def leaky_relu_gradient_from_output():
+    """Within: LeakyRelu ops built take their gradient from their output (see the module)."""
+    with tf.get_default_graph().gradient_override_map({"LeakyRelu": LEAKY_RELU_GRADIENT}):
+        yield
+
+
+@tf.RegisterGradient(LEAKY_RELU_GRADIENT)
+def leaky_relu_gradient(op, grad):
+    """LeakyReluGrad on the output where that is exact (a leak above 0), else on the input."""
+    alpha = op.get_attr("alpha")
+    features = op.outputs[0] if alpha > 0 else op.inputs[0]
+    return tf.raw_ops.LeakyReluGrad(gradients=grad, features=features, alpha=alpha)
 
 
 @contextlib.contextmanager

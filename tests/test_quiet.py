@@ -13,10 +13,11 @@ import skimage.data
 from PIL import Image
 
 import extras.tfenv
-from conftest import REPO, TINY
+from conftest import REPO, TINY, write_images
 
 # Our own line starts, and progress lines (`label: n/total unit, rate unit/s, ETA ...`).
-OUR_LINE = re.compile(r"( \[\*\]|Epoch|error:|warning:|[\w ]+: \d+/\d+ \w+, [\d.]+ \w+/s, ETA )")
+OUR_LINE = re.compile(
+    r"( \[\*\]|Epoch|\[Sample\]|error:|warning:|[\w ]+: \d+/\d+ \w+, [\d.]+ \w+/s, ETA )")
 # align_faces.py's summary and report lines, and the files it could not read.
 ALIGN_LINE = re.compile(r"(aligned: \d+; |report of the images not aligned: |unreadable: )")
 CUDA_STUB_LINE = (b"I0000 00:00:1796116552.585095    3534 cudart_stub.cc:31] Could not find cuda "
@@ -90,6 +91,21 @@ def test_a_terminal_stays_a_terminal_for_progress_lines():
     assert result.stdout == "True\n"
     assert b"a: 1/2 x\ra: 2/2 x" in os.read(main, 1000)
     os.close(main)
+
+
+def test_training_at_this_machines_defaults_prints_only_our_lines(trained_model):
+    lines = (trained_model.stdout + trained_model.stderr).splitlines()
+    assert any(line.startswith("Epoch") for line in lines)
+    assert [line for line in lines if not OUR_LINE.match(line)] == []
+
+
+def test_training_with_verbose_shows_no_grappler_failure(tmp_path):
+    write_images(str(tmp_path / "faces"), 8, 16)
+    lines, returncode = output_lines(str(tmp_path), "--dataset", "faces", "--epoch", "1",
+                                     "--verbose", *TINY)
+    assert returncode == 0, lines[-20:]
+    assert any(line.startswith("Epoch") for line in lines)
+    assert [line for line in lines if re.search(r"optimizer.*(failed|error)", line, re.I)] == []
 
 
 def test_generating_from_a_checkpoint_prints_only_our_lines(model_copy):
