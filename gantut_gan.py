@@ -35,8 +35,8 @@ from extras.dataset import feed_batches, load_dataset, split_holdout
 from gantut_imgfuncs import grid_shape, inverse_transform, save_images, to_uint8, transform
 from extras.plots import write_progress_gif
 from extras.precision import loss_scaled
-from extras.run import (TrainingRun, log_metrics, restore_checkpoint, save_checkpoint,
-                        save_sample_grid)
+from extras.run import (AVERAGE_SCOPE, TrainingRun, log_metrics, restore_checkpoint,
+                        save_checkpoint, save_sample_grid)
 
 # dataset_files is re-exported: the post defined it in this module.
 __all__ = ["DCGAN", "dataset_files", "valid_image_size"]
@@ -50,7 +50,9 @@ class DCGAN(object):
     """Deep convolutional GAN of the posts (Part 4), built at once inside the Session `sess`;
     `train(config)` runs the training loop. `loss` is "gan" (the posts') or "wgan-gp" (addition:
     a critic with layer norm, `gp_lambda`, `n_critic`); `fused_bn` (addition) picks the kernel;
-    `loss_scale` (addition: --mixed_precision) holds DynamicLossScale's arguments, or None."""
+    `loss_scale` (addition: --mixed_precision) holds DynamicLossScale's arguments, or None;
+    `g_average` (addition) is the decay of a moving average of G's weights that sampling uses,
+    0 for none."""
 
     model_name = "DCGAN.model"
     # The flags that fix the model's variables: recorded beside the checkpoints (model.json),
@@ -60,7 +62,7 @@ class DCGAN(object):
     def __init__(self, sess, image_size=64, is_crop=False, batch_size=64, sample_size=64,
                  z_dim=100, gf_dim=64, df_dim=64, gfc_dim=1024, dfc_dim=1024, c_dim=3,
                  checkpoint_dir=None, lam=0.1, loss="gan", gp_lambda=10.0, n_critic=5,
-                 fused_bn=False, loss_scale=None):
+                 fused_bn=False, loss_scale=None, g_average=0.0):
         if not valid_image_size(image_size):
             raise ValueError(image_size_error(image_size))
         if c_dim not in (1, 3):
@@ -84,6 +86,7 @@ class DCGAN(object):
         self.lam = lam
         self.loss, self.gp_lambda, self.n_critic = loss, gp_lambda, n_critic
         self.loss_scale = loss_scale
+        self.g_average = g_average
         self.sizes = layer_sizes(image_size)
         # One normalisation per layer that has one: all of G's but the output, all of D's but
         # the input layer. The WGAN-GP critic uses layer norm (see the class doc).
@@ -133,6 +136,9 @@ class DCGAN(object):
         t_vars = tf.trainable_variables()
         self.d_vars = [var for var in t_vars if has_prefix(var, "d_")]
         self.g_vars = [var for var in t_vars if has_prefix(var, "g_")]
+        # Ours: G for sample grids, evaluation and generation; on G's averaged weights where
+        # there are some, G itself otherwise.
+        self.sampler = self.averaged_generator() if self.g_average else self.G
 
         with tf.variable_scope("state"):
             # The fixed sample noise lives in the checkpoint too, so a resumed run's grids keep
@@ -257,9 +263,10 @@ class DCGAN(object):
 
     def load(self, checkpoint_dir):
         """Restore the newest complete checkpoint in `checkpoint_dir`; return whether one was
-        found (Part 4). Damaged ones are skipped, naming them (extras.run.restore_checkpoint)."""
+        found (Part 4). Damaged ones are skipped, naming them (extras.run.restore_checkpoint).
+        G takes its averaged weights where the checkpoint holds them (--g_average)."""
         return restore_checkpoint(self.sess, self.saver, checkpoint_dir, self.model_name,
-                                  self.shape_flags)
+                                  self.shape_flags, averaged=not self.g_average)
 
     # ------------------------------------------------------------------------------------------
     # Our additions (not in the post)
@@ -310,7 +317,7 @@ class DCGAN(object):
             with tf.control_dependencies(d_norm_updates):
                 d_optim = d_adam.minimize(self.d_loss, var_list=self.d_vars)
             with tf.control_dependencies(g_norm_updates):
-                g_optim = g_adam.minimize(self.g_loss, var_list=self.g_vars)
+                g_optim = self.then_average_g(g_adam.minimize(self.g_loss, var_list=self.g_vars))
             # After the updates above: the copies' batch-norm ops (generator_1/...) would
             # match their scopes.
             one_run_steps = {
@@ -333,8 +340,39 @@ class DCGAN(object):
                     g_norm_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS)[first:]
                 losses["g_loss"] = self.generator_loss(self.discriminator(fake, reuse=True)[1])
                 with tf.control_dependencies(g_norm_updates):  # as g_optim runs them
-                    op = g_adam.minimize(losses["g_loss"], var_list=self.g_vars)
+                    op = self.then_average_g(g_adam.minimize(losses["g_loss"],
+                                                             var_list=self.g_vars))
         return op, losses
+
+    def averaged_generator(self):
+        """G's tower on moving averages of G's variables (addition: --g_average, after Yazici
+        et al. 2019), for sampling only: the averages, batch-norm statistics included, are
+        variables `average/<G's variable>`; `then_average_g` updates them."""
+        g_variables = [var for var in tf.global_variables() if var.op.name.startswith("generator/")]
+        with tf.variable_scope(AVERAGE_SCOPE):
+            self.g_averages = {var: tf.get_variable(var.op.name, trainable=False,
+                                                    initializer=var.initial_value)
+                               for var in g_variables}
+        by_name = {var.op.name: average for var, average in self.g_averages.items()}
+
+        def averaged(getter, name, *args, **kwargs):
+            return by_name[name] if name in by_name else getter(name, *args, **kwargs)
+        updates = tf.get_collection_ref(tf.GraphKeys.UPDATE_OPS)
+        first = len(updates)
+        with tf.variable_scope(tf.get_variable_scope(), reuse=True, custom_getter=averaged):
+            sampler = self.generator(self.z)
+        del updates[first:]  # the tower only samples: its batch-norm updates never run
+        return sampler
+
+    def then_average_g(self, update):
+        """`update` (a G update), then with --g_average each average a step towards its
+        variable, average -= (average - variable) * (1 - decay) (addition)."""
+        if not self.g_average:
+            return update
+        with tf.control_dependencies([update]):
+            return tf.group(*[tf.assign_sub(average, (average - var.read_value())
+                                            * (1.0 - self.g_average))
+                              for var, average in self.g_averages.items()], name="average_g")
 
     def g_updates_after(self, step):
         """How many G updates follow the D update of `step` (addition): two with the posts'
@@ -348,7 +386,7 @@ class DCGAN(object):
         """Write the grid of G(sample noise) and print the losses on `sample_images` (addition:
         the post's sample grids), batch norm in inference mode, as a user of the model gets."""
         samples, d_loss, g_loss = self.sess.run(
-            [self.G, self.d_loss, self.g_loss],
+            [self.sampler, self.d_loss, self.g_loss],
             {self.z: self.sess.run(self.sample_z), self.images: sample_images,
              self.is_training: False})
         path = save_sample_grid(samples, grid_shape(len(samples)), sample_dir, name)
@@ -357,7 +395,7 @@ class DCGAN(object):
     def generate(self, z):
         """G(z) in [-1, 1], batch norm in inference mode, as the training grids (addition:
         using the trained model, Part 5)."""
-        return self.sess.run(self.G, {self.z: z, self.is_training: False})
+        return self.sess.run(self.sampler, {self.z: z, self.is_training: False})
 
     def evaluate(self, real, seed=0):
         """Quality figures of as many generated images as `real` ones (uint8), see extras.metrics

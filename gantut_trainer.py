@@ -96,6 +96,9 @@ define(flags.DEFINE_float, "gp_lambda", 10.0, "Weight of the gradient penalty (w
        at_least=0)
 define(flags.DEFINE_integer, "n_critic", 5, "Critic updates per G update (wgan-gp) [5]",
        at_least=1)
+define(flags.DEFINE_float, "g_average", 0.0, "Decay of a moving average of G's weights that "
+       "samples, evaluation and the trained model use, e.g. 0.999; 0: none, as the posts [0]",
+       fraction=True)
 # The data, the samples and the machine.
 define(flags.DEFINE_integer, "demo_images", 4000, "How many faces --dataset demo draws [4000]",
        at_least=1)
@@ -209,7 +212,7 @@ def train(machine, device, mixed):
             dcgan = DCGAN(sess, batch_size=FLAGS.batch_size, is_crop=FLAGS.is_crop,
                           checkpoint_dir=FLAGS.checkpoint_dir, gp_lambda=FLAGS.gp_lambda,
                           n_critic=FLAGS.n_critic, fused_bn=FLAGS.fused_bn,
-                          loss_scale=mixed.loss_scale, **shape)
+                          loss_scale=mixed.loss_scale, g_average=FLAGS.g_average, **shape)
             dcgan.train(FLAGS, images)
 
 

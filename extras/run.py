@@ -43,6 +43,8 @@ from extras.utils import (FolderBusy, atomic_path, folder_lock, format_seconds, 
 
 # Beside the checkpoints: the flags that fix the model's variables.
 SETTINGS_FILE = "model.json"
+# The variable scope of a model's moving averages of its weights (DCGAN's --g_average).
+AVERAGE_SCOPE = "average"
 
 
 class TrainingError(Exception):
@@ -171,9 +173,10 @@ def save_checkpoint(sess, saver, checkpoint_dir, model_name, step):
             "a rerun resumes from the newest." % (step, checkpoint_dir, first_line(err)))
 
 
-def restore_checkpoint(sess, saver, checkpoint_dir, model_name, shape_flags):
+def restore_checkpoint(sess, saver, checkpoint_dir, model_name, shape_flags, averaged=False):
     """Restore the newest complete `model_name` checkpoint in `checkpoint_dir`; return whether
-    one was found.
+    one was found. With `averaged`, variables whose moving average the checkpoint holds take it
+    (a model loaded for use; see restorers_for).
 
     A checkpoint whose files are missing or truncated is reported by name and the one before
     it is used. One of another model shape stops with a message naming it and the flags that
@@ -184,7 +187,8 @@ def restore_checkpoint(sess, saver, checkpoint_dir, model_name, shape_flags):
         try:
             if not glob.glob(path + ".data-*"):
                 raise tf.errors.DataLossError(None, None, "its .data file is missing")
-            restorer_for(saver, path).restore(sess, path)
+            for restorer in restorers_for(saver, path, averaged):
+                restorer.restore(sess, path)
         except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as err:
             print("warning: checkpoint %s is damaged (%s); trying the one before it"
                   % (path, first_line(err)), file=sys.stderr)
@@ -201,15 +205,44 @@ def restore_checkpoint(sess, saver, checkpoint_dir, model_name, shape_flags):
     return False
 
 
-def restorer_for(saver, path):
-    """`saver`, or where the checkpoint at `path` lacks some loss-scale variables (saved without
-    --mixed_precision), a Saver of the other variables: those keep their initial values."""
-    scaled = {variable.op.name for variable in tf.get_collection(LOSS_SCALE_VARIABLES)}
-    absent = scaled - {name for name, _ in tf.train.list_variables(path)} if scaled else set()
-    if not absent:
-        return saver
-    return tf.train.Saver([variable for variable in tf.global_variables()
-                           if variable.op.name not in absent])
+def average_of(name):
+    """The checkpoint name of the moving average of variable `name`."""
+    return AVERAGE_SCOPE + "/" + name
+
+
+def checkpoint_source(name, saved, averaged):
+    """The name in a checkpoint holding `saved` names that variable `name` is restored from
+    (None: it keeps its initial value); see restorers_for."""
+    if averaged and average_of(name) in saved:
+        return average_of(name)
+    if name not in saved:
+        if name.startswith(average_of("")) and name[len(average_of("")):] in saved:
+            return name[len(average_of("")):]
+        if name in {variable.op.name for variable in tf.get_collection(LOSS_SCALE_VARIABLES)}:
+            return None
+    return name  # absent otherwise: the restore fails, naming it
+
+
+def restorers_for(saver, path, averaged=False):
+    """Savers that restore the checkpoint at `path` into this graph: `saver` where the two hold
+    the same names. Else a loss-scale variable the checkpoint lacks (saved without
+    --mixed_precision) keeps its initial value; an average it lacks (saved without --g_average)
+    starts from its variable; with `averaged`, a variable whose average it holds takes that."""
+    saved = {name for name, _ in tf.train.list_variables(path)}
+    sources = {variable: checkpoint_source(variable.op.name, saved, averaged)
+               for variable in tf.global_variables()}
+    if all(source == variable.op.name for variable, source in sources.items()):
+        return [saver]
+    # A checkpoint name may feed two variables (a weight and its new average): a Saver each.
+    groups = []
+    for variable, source in sources.items():
+        if source is not None:
+            group = next((group for group in groups if source not in group), None)
+            if group is None:
+                groups.append({})
+                group = groups[-1]
+            group[source] = variable
+    return [tf.train.Saver(group) for group in groups]
 
 
 def point_tensorboard_at(logs_dir, checkpoint):
@@ -373,16 +406,19 @@ def session_config(threads, bf16, float16=False):
 # ----------------------------------------------------------------------------------------------
 
 class StopRequest(object):
-    """While active, SIGINT (Ctrl-C) and SIGTERM only set `requested`.
+    """While active, SIGINT (Ctrl-C) and SIGTERM only set `requested`; a SIGINT that was ignored
+    (a program started with `&` or nohup from a script) stays ignored, as Python leaves it.
 
     The training loop finishes the step under way, saves a checkpoint and returns, instead of
-    dying mid-step. A second signal stops at once.
+    dying mid-step. A second signal stops at once. On exit each handler found is handed back.
     """
 
     def __enter__(self):
         self.requested = False
-        self.previous = {sig: signal.signal(sig, self.handle)
-                         for sig in (signal.SIGINT, signal.SIGTERM)}
+        self.previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        for sig, handler in self.previous.items():
+            if not (sig == signal.SIGINT and handler == signal.SIG_IGN):
+                signal.signal(sig, self.handle)
         return self
 
     def handle(self, signum, frame):

@@ -6,6 +6,7 @@ import glob
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -70,11 +71,19 @@ def python_json(script, *args):
     return json.loads(out.strip().splitlines()[-1])
 
 
+def sigint_from(handler):
+    """A subprocess's preexec_fn that starts it with SIGINT's `handler`: SIG_DFL as a terminal
+    starts a program (Ctrl-C then reaches it), SIG_IGN as a script's `cmd &` does."""
+    return lambda: signal.signal(signal.SIGINT, handler)
+
+
 def interrupt_when(script, cwd, args, ready, signum):
-    """Start the repository's `script` in `cwd`, send it `signum` as soon as `ready(output so
-    far)` is true, and return (its exit code, its whole output, stderr included)."""
+    """Start the repository's `script` in `cwd` as a terminal would, send it `signum` as soon as
+    `ready(output so far)` is true, and return (its exit code, its whole output, stderr
+    included)."""
     proc = subprocess.Popen([sys.executable, os.path.join(REPO, script)] + list(args), cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=sigint_from(signal.SIG_DFL))
     lines = []
     for line in proc.stdout:
         lines.append(line)

@@ -21,7 +21,8 @@ import pytest
 import tensorflow.compat.v1 as tf
 from PIL import Image
 
-from conftest import FAULT_STATS, REPO, TINY, checkpoint_steps, run_trainer, write_images
+from conftest import (FAULT_STATS, REPO, TINY, checkpoint_steps, run_trainer, sigint_from,
+                      write_images)
 from extras.dataset import load_dataset
 from test_trainer import progress
 
@@ -32,10 +33,11 @@ KILLS = int(os.environ.get("GANTUT_FAULT_KILLS", 8))  # SIGKILLs of the training
 ALIGN_KILLS = 3 * KILLS // 2
 
 
-def start_trainer(cwd, *args):
+def start_trainer(cwd, *args, sigint=signal.SIG_DFL):
+    """The trainer, started with SIGINT's handler `sigint` (see conftest.sigint_from)."""
     return subprocess.Popen([sys.executable, os.path.join(REPO, "gantut_trainer.py")] +
                             list(args), cwd=str(cwd), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, preexec_fn=sigint_from(sigint))
 
 
 def read_until_steps(proc, count):
@@ -121,6 +123,20 @@ def test_sigterm_and_sigint_save_a_checkpoint_and_exit_0_quickly(faces, sig):
     assert proc.returncode == 0, output[-2000:]
     assert elapsed < 10
     assert checkpoint_steps(str(faces / "checkpoint")) == [step_number(progress(output)[-1])]
+
+
+def test_a_trainer_started_with_sigint_ignored_leaves_it_ignored_and_sigterm_still_saves(faces):
+    proc = start_trainer(faces, "--dataset", "faces", "--epoch", "1000", "--ckpt_freq", "1000",
+                         "--sample_freq", "1000", *TINY, sigint=signal.SIG_IGN)
+    output = read_until_steps(proc, 3)
+    proc.send_signal(signal.SIGINT)
+    output += read_until_steps(proc, 6)  # trains on: as `cmd &` in a script, Ctrl-C is not for it
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    output += proc.communicate(timeout=30)[0]
+    assert proc.returncode == 0, output[-2000:]
+    assert "SIGINT received" not in output and "SIGTERM received" in output
+    assert checkpoint_steps(str(faces / "checkpoint"))[-1] == step_number(progress(output)[-1])
 
 
 def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(faces):

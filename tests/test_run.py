@@ -4,12 +4,14 @@ written before the run machinery was its own object still resumes."""
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import types
 
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
-from conftest import checkpoint_steps
+from conftest import REPO, checkpoint_steps
 
 from gantut_gan import DCGAN
 from extras.run import Position, TrainingError, TrainingRun, saved_position
@@ -52,16 +54,32 @@ def test_checkpoints_come_every_ckpt_freq_steps(sess, tmp_path):
     assert checkpoint_steps(str(tmp_path / "checkpoint"), MODEL) == [3, 6]
 
 
-def test_a_stop_request_saves_now_and_says_stop(sess, tmp_path, capsys):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_request_saves_now_and_says_stop(sess, tmp_path, capsys, signum):
+    found = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     run = toy_run(sess, config(tmp_path))
     with run:
         assert not run.checkpoint_due(1, 0, 1)
-        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: only a request while the run is active
+        os.kill(os.getpid(), signum)  # Ctrl-C or SIGTERM: only a request while the run is active
+        if found[signum] == signal.SIG_IGN:  # this process was started with it ignored
+            assert signum == signal.SIGINT and not run.stop.requested  # left ignored
+            os.kill(os.getpid(), signal.SIGTERM)
         assert run.stop.requested
         assert run.checkpoint_due(2, 0, 2)
     assert checkpoint_steps(str(tmp_path / "checkpoint"), MODEL) == [2]
     assert "Run the same command again to resume" in capsys.readouterr().out
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handed back
+    # The handlers found are handed back, whatever they were.
+    assert {sig: signal.getsignal(sig) for sig in found} == found
+
+
+@pytest.mark.parametrize("sigint", [signal.SIG_IGN, signal.SIG_DFL])
+def test_the_stop_tests_pass_with_sigint_ignored_or_not(sigint):
+    """As a script's `cmd &` or nohup starts them (SIGINT ignored), and as a terminal does."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
+         __file__, "-k", "a_stop_request"], cwd=REPO, capture_output=True, text=True,
+        timeout=300, preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
+    assert result.returncode == 0 and "2 passed" in result.stdout, result.stdout[-2000:]
 
 
 def test_the_loss_log_matches_the_checkpoint_it_was_saved_with(sess, tmp_path):
