@@ -6,7 +6,7 @@ dcgan-completion.tensorflow (github.com/bamos/dcgan-completion.tensorflow, MIT L
 Copyright (c) 2016 Brandon Amos, on Taehoon Kim's DCGAN-tensorflow, Copyright (c) 2016 Taehoon
 Kim; parts of it under Apache 2.0).
 
-    ./gantut_trainer.py --complete --dataset demo --mask center --outDir completions
+    ./gantut_trainer.py --complete --dataset demo --mask center --completions_dir completions
 """
 import extras.tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
 
@@ -128,13 +128,13 @@ def complete(dcgan, images, mask, n_iter=1000, lr=0.01, beta1=0.9, beta2=0.999, 
 
 
 def complete_images(dcgan, config):
-    """Complete `config.imgs` under `config.mask` into `config.outDir` (Part 1): before.png,
+    """Complete `config.imgs` under `config.mask` into `config.completions_dir` (Part 1): before.png,
     masked.png, generated_IIII.png and blended_IIII.png every 50 iterations and at the end, and
     contextual_loss.csv; return the contextual loss history."""
     paths, images = read_images(config.imgs, dcgan.image_size, dcgan.c_dim, config.is_crop,
                                 config.batch_size)
     mask = make_mask(config.mask, dcgan.image_size, config.seed)
-    out, grid = config.outDir, grid_shape(len(images))
+    out, grid = config.completions_dir, grid_shape(len(images))
     os.makedirs(out, exist_ok=True)
     save_images(images, grid, os.path.join(out, "before.png"))
     save_images(images * mask, grid, os.path.join(out, "masked.png"))

@@ -122,7 +122,8 @@ define(flags.DEFINE_integer, "n_samples", 64, "Images --train=False generates [6
 flags.DEFINE_boolean("save_single", False, "With --train=False, also one PNG per image [False]")
 flags.DEFINE_boolean("interpolate", False,
                      "With --train=False, a grid whose rows walk between random z [False]")
-flags.DEFINE_string("out_dir", "generated", "Folder for --train=False output [generated]")
+flags.DEFINE_string("generated_dir", "generated", "Folder for --train=False output [generated]")
+flags.DEFINE_alias("out_dir", "generated_dir")
 flags.DEFINE_boolean("evaluate", False,
                      "With --train=False, evaluate the checkpoint on the held-out images [False]")
 flags.DEFINE_boolean("complete", False,
@@ -134,7 +135,9 @@ define(flags.DEFINE_float, "lam", 0.1, "Weight of the perceptual loss in complet
        at_least=0)
 define(flags.DEFINE_integer, "nIter", 1000, "Gradient steps on z for completion [1000]",
        at_least=0)
-flags.DEFINE_string("outDir", "completions", "Folder for completion output [completions]")
+flags.DEFINE_string("completions_dir", "completions",
+                    "Folder for completion output [completions]")
+flags.DEFINE_alias("outDir", "completions_dir")  # B. Amos's name for it
 flags.DEFINE_string("turing_quiz", None,
                     "Write the 'Real or Fake?' quiz page to this HTML file [off]")
 FLAGS = flags.FLAGS
@@ -286,13 +289,13 @@ def write_samples(dcgan, rng):
     else:
         z = rng.uniform(-1, 1, [FLAGS.n_samples, dcgan.z_dim])
     images = dcgan.generate(z)
-    os.makedirs(FLAGS.out_dir, exist_ok=True)
+    os.makedirs(FLAGS.generated_dir, exist_ok=True)
     name = "interpolation.png" if FLAGS.interpolate else "samples.png"
-    print(" [*] wrote %s" % save_images(images, (rows, cols), os.path.join(FLAGS.out_dir, name)))
+    print(" [*] wrote %s" % save_images(images, (rows, cols), os.path.join(FLAGS.generated_dir, name)))
     if FLAGS.save_single:
         for i, image in enumerate(images):
-            save_images(image[None], (1, 1), os.path.join(FLAGS.out_dir, "sample_%04d.png" % i))
-        print(" [*] and %d single images in %s" % (len(images), FLAGS.out_dir))
+            save_images(image[None], (1, 1), os.path.join(FLAGS.generated_dir, "sample_%04d.png" % i))
+        print(" [*] and %d single images in %s" % (len(images), FLAGS.generated_dir))
 
 
 def main(_):

@@ -175,7 +175,7 @@ def test_a_full_disk_stops_with_the_folder_named_and_keeps_the_previous_checkpoi
     saved = checkpoint_steps(full)
     assert saved  # some fitted before the disk was full
     generated = run_trainer(str(faces), "--train=False", "--checkpoint_dir", full,
-                            "--out_dir", "from_full")
+                            "--generated_dir", "from_full")
     assert generated.returncode == 0, generated.stderr[-2000:]
     assert "Restored %s" % os.path.join(full, "DCGAN.model-%d" % saved[-1]) in generated.stdout
 

@@ -31,7 +31,7 @@ def test_generation_is_repeatable_under_a_seed_and_differs_across_seeds(model_co
     grids = {}
     for name, seed in (("a", "5"), ("b", "5"), ("c", "6")):
         result = run_trainer(str(model_copy), "--train=False", "--seed", seed, "--n_samples",
-                             "16", "--out_dir", "gen_" + name, "--save_single")
+                             "16", "--generated_dir", "gen_" + name, "--save_single")
         assert result.returncode == 0, result.stderr[-3000:]
         grids[name] = pixels(model_copy / ("gen_" + name) / "samples.png")
         singles = sorted(os.listdir(model_copy / ("gen_" + name)))
@@ -43,7 +43,7 @@ def test_generation_is_repeatable_under_a_seed_and_differs_across_seeds(model_co
 
 def test_interpolation_rows_change_smoothly(model_copy):
     result = run_trainer(str(model_copy), "--train=False", "--interpolate", "--seed", "1",
-                         "--out_dir", "walk")
+                         "--generated_dir", "walk")
     assert result.returncode == 0, result.stderr[-3000:]
     grid = pixels(model_copy / "walk" / "interpolation.png").reshape(8, 16, 8, 16, 3)
     neighbours = np.abs(np.diff(grid, axis=2)).mean()
@@ -99,7 +99,7 @@ def test_completion_lowers_the_contextual_loss(sess, kind):
 def test_completion_command_writes_grids_and_keeps_known_pixels(model_copy):
     faces = str(model_copy / "faces" / "part1" / "*.png")  # its 16 PNG faces
     result = run_trainer(str(model_copy), "--complete", "--imgs", faces, "--mask", "left",
-                         "--nIter", "60", "--seed", "0", "--outDir", "done")
+                         "--nIter", "60", "--seed", "0", "--completions_dir", "done")
     assert result.returncode == 0, result.stderr[-3000:]
     # Long work shows its rate and time left, ending at the full count.
     assert re.search(r"^completing 16 image\(s\): 61/61 iterations, [\d.]+ iterations/s, ETA ",
@@ -173,6 +173,7 @@ def test_quiz_page_scores_the_clicked_answers(tmp_path, right_answers):
 
 def test_completion_without_imgs_takes_the_datasets_png_images(model_copy):
     # --dataset faces holds 16 PNG faces in part1/ and 8 JPEG ones in part2/; --batch_size 4.
+    # --outDir, B. Amos's name for --completions_dir, still works.
     result = run_trainer(str(model_copy), "--complete", "--dataset", "faces", "--nIter", "2",
                          "--batch_size", "4", "--outDir", "done")
     assert result.returncode == 0, result.stderr[-3000:]
