@@ -11,6 +11,7 @@ and use the trained model (Parts 1 and 5):
     ./gantut_trainer.py --train=False [--interpolate]   # sample grids from the checkpoint
     ./gantut_trainer.py --complete --mask center       # fill in missing parts of --dataset's images
     ./gantut_trainer.py --turing_quiz quiz.html         # the "Real or Fake?" page
+    ./gantut_trainer.py --train=False --export my_model # weights only, a folder to share
 
 Every setting is a flag, with a one-line help ending in its default (`--help` lists them): the
 post's nine first, then ours; those pix2pix_trainer.py has too are defined in extras/flags.py.
@@ -33,7 +34,8 @@ What the helps leave out:
   GPUs. The ` [*] device:` line names what trains.
 
 Outputs: `logs/` (TensorBoard events and graph), `checkpoint/` (weights, training position and the
-image cache), `samples/` (sample grids). Running the same command again resumes where the last run
+image cache), `samples/` (sample grids); using a model writes its image cache to
+~/.cache/gantut ($XDG_CACHE_HOME). Running the same command again resumes where the last run
 stopped; Ctrl-C saves a checkpoint first.
 """
 import extras.tfenv  # first: TensorFlow's log level is read when it loads (see the module)
@@ -47,15 +49,15 @@ from absl import app
 
 from gantut_complete import CompletionError, complete_images
 from extras.device import choose_device
-from extras.dataset import DatasetError, load_dataset, split_holdout
+from extras.dataset import DatasetError, load_dataset, split_holdout, user_cache_dir
 from extras.flags import choose_for_machine, define, define_shared
 from gantut_gan import DCGAN, LOSSES, image_size_error, valid_image_size
 from gantut_imgfuncs import grid_shape, inverse_transform, save_images, to_uint8
 from gantut_quiz import write_quiz
 from extras.precision import mixed_precision_plan
-from extras.run import (Position, bf16_wins, fused_batch_norm_wins, gpu_visible, log_metrics,
-                        new_session, parse_flags, record_settings, saved_position,
-                        saved_settings, training_folders)
+from extras.run import (Position, bf16_wins, checkpoint_paths, fused_batch_norm_wins,
+                        gpu_visible, log_metrics, new_session, parse_flags, record_settings,
+                        saved_position, saved_settings, training_folders)
 from extras.utils import node_line
 
 
@@ -124,6 +126,9 @@ flags.DEFINE_boolean("interpolate", False,
                      "With --train=False, a grid whose rows walk between random z [False]")
 flags.DEFINE_string("generated_dir", "generated", "Folder for --train=False output [generated]")
 flags.DEFINE_alias("out_dir", "generated_dir")
+flags.DEFINE_string("export", None,
+                    "With --train=False, save the trained model weights-only to this folder, "
+                    "G's moving average as G [off]")
 flags.DEFINE_boolean("evaluate", False,
                      "With --train=False, evaluate the checkpoint on the held-out images [False]")
 flags.DEFINE_boolean("complete", False,
@@ -158,15 +163,16 @@ def dataset_folder(image_size):
                              seed=0 if FLAGS.seed is None else FLAGS.seed)
 
 
-def load_images(shape, at_least, purpose):
-    """Decode (or load the cache of) the dataset's images; stop with a clear message (Part 5).
+def load_images(shape, at_least, purpose, cache_dir=None):
+    """Decode (or load the cache of) the dataset's images, cached in `cache_dir` (default:
+    --checkpoint_dir); stop with a clear message (Part 5).
 
     Runs before any graph is built, so a bad dataset costs seconds, not a model build.
     """
     folder = dataset_folder(shape["image_size"])
     try:
         images = load_dataset(folder, shape["image_size"], shape["c_dim"], FLAGS.is_crop,
-                              FLAGS.train_size, cache_dir=FLAGS.checkpoint_dir,
+                              FLAGS.train_size, cache_dir=cache_dir or FLAGS.checkpoint_dir,
                               workers=FLAGS.threads)
     except DatasetError as err:
         sys.exit("error: %s" % err)
@@ -234,7 +240,9 @@ def use_trained_model():
     shape = saved_settings(FLAGS.checkpoint_dir, flag_shape())
     real = None
     if FLAGS.turing_quiz or FLAGS.evaluate:
-        real = load_images(shape, 8, "8" if FLAGS.turing_quiz else "enough to hold some out")
+        # Cached outside --checkpoint_dir: using a model writes nothing beside it.
+        real = load_images(shape, 8, "8" if FLAGS.turing_quiz else "enough to hold some out",
+                           cache_dir=user_cache_dir())
     with new_session(FLAGS.threads, FLAGS.bf16) as sess:
         dcgan = DCGAN(sess, batch_size=FLAGS.batch_size, lam=FLAGS.lam, fused_bn=FLAGS.fused_bn,
                       checkpoint_dir=FLAGS.checkpoint_dir, **shape)
@@ -252,6 +260,8 @@ def use_trained_model():
                 complete_images(dcgan, FLAGS)
             except CompletionError as err:
                 sys.exit("error: %s" % err)
+        elif FLAGS.export:
+            export_model(dcgan, shape)
         elif FLAGS.evaluate:
             evaluate_checkpoint(dcgan, real)
         elif FLAGS.turing_quiz:
@@ -263,19 +273,36 @@ def use_trained_model():
             write_samples(dcgan, rng)
 
 
+def checkpoint_position():
+    """The training position of --checkpoint_dir's newest checkpoint; a weights-only one
+    (DCGAN.save) holds none: epoch 0, step 0."""
+    return saved_position(FLAGS.checkpoint_dir, DCGAN.model_name) or Position(0, 0, 1, 0)
+
+
 def evaluate_checkpoint(dcgan, images):
     """--train=False --evaluate: the quality figures of the checkpoint, logged as in training."""
     _, holdout = split_holdout(len(images), FLAGS.holdout)
     if not len(holdout):
         sys.exit("error: --holdout %g of %d images holds out none; raise --holdout or add images"
                  % (FLAGS.holdout, len(images)))
-    # A weights-only checkpoint (DCGAN.save) holds no position: logged as epoch 0, step 0.
-    position = saved_position(FLAGS.checkpoint_dir, DCGAN.model_name) or Position(0, 0, 1, 0)
+    position = checkpoint_position()
     figures = dcgan.evaluate(images[holdout[:FLAGS.eval_samples]])
     with tf.summary.FileWriter(FLAGS.logs_dir) as writer:
         # A checkpoint saved at an epoch's end already points at the next epoch.
         log_metrics(writer, FLAGS.logs_dir, position.epoch - (position.batch == 0),
                     position.step, figures)
+
+
+def export_model(dcgan, shape):
+    """--export DIR: the loaded model's weights (no Adam state, G on its moving average where it
+    has one) as DIR/DCGAN.model-step with its model.json, a folder --checkpoint_dir can use."""
+    if checkpoint_paths(FLAGS.export, DCGAN.model_name):
+        sys.exit("error: --export %s already holds a model; choose an empty folder"
+                 % FLAGS.export)
+    position = checkpoint_position()
+    os.makedirs(FLAGS.export, exist_ok=True)
+    record_settings(FLAGS.export, DCGAN.model_name, shape)
+    print(" [*] exported %s" % dcgan.save(FLAGS.export, position.step))
 
 
 def write_samples(dcgan, rng):

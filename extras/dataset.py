@@ -133,6 +133,12 @@ def load_dataset(root, image_size, c_dim=3, is_crop=False, train_size=float("inf
     return images
 
 
+def user_cache_dir():
+    """This user's cache folder for decoded images: $XDG_CACHE_HOME/gantut (~/.cache/gantut)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "gantut")
+
+
 def cached_rows(root, cache_dir, key, items, row_shape, decode, workers, unit="images",
                 skipped_before=()):
     """The rows `decode` makes of `items`, as a memory-mapped uint8 array cached in `cache_dir`

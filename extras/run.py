@@ -162,6 +162,11 @@ def save_checkpoint(sess, saver, checkpoint_dir, model_name, step):
     No .meta graph: the graph is this code (and in TensorBoard); it would triple the size of
     every checkpoint. A full disk or an unwritable folder raises TrainingError, naming it.
     """
+    # max_to_keep retires only this folder's checkpoints, never those a model was loaded from.
+    folder = os.path.abspath(checkpoint_dir)
+    saver.set_last_checkpoints_with_time(
+        [(path, os.path.getmtime(path + ".index")) for path in saver.last_checkpoints
+         if os.path.dirname(os.path.abspath(path)) == folder and os.path.exists(path + ".index")])
     try:
         os.makedirs(checkpoint_dir, exist_ok=True)
         return saver.save(sess, os.path.join(checkpoint_dir, model_name), global_step=step,

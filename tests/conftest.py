@@ -20,6 +20,15 @@ import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def user_cache(tmp_path_factory):
+    """The image cache of a used model ($XDG_CACHE_HOME/gantut) in a temp folder, not the home's;
+    the trainers run by the tests inherit it."""
+    folder = tmp_path_factory.mktemp("xdg_cache")
+    os.environ["XDG_CACHE_HOME"] = str(folder)
+    return folder / "gantut"
+
+
 def write_images(folder, count, size, mode="RGB", seed=0, ext=".png"):
     """Write `count` random smooth images of `size` (int or (w, h)) into `folder`; return paths."""
     os.makedirs(folder, exist_ok=True)

@@ -79,3 +79,8 @@ def test_a_run_resumed_with_it_averages_from_the_restored_weights_and_use_takes_
         assert dcgan.load(str(tmp_path / "checkpoint"))
         loaded = sess.run(next(var for var in tf.global_variables() if var.op.name == name))
     np.testing.assert_array_equal(loaded, average)
+    # --export ships the averages as G's own weights, and no averages beside them.
+    assert run_trainer(str(tmp_path), "--train=False", "--export", "shipped", *args).returncode == 0
+    shipped = tf.train.latest_checkpoint(str(tmp_path / "shipped"))
+    np.testing.assert_array_equal(tf.train.load_variable(shipped, name), average)
+    assert not any(name.startswith("average/") for name, _ in tf.train.list_variables(shipped))

@@ -10,7 +10,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 from PIL import Image
 
-from conftest import MODEL_EPOCHS, run_trainer, write_images
+from conftest import MODEL_EPOCHS, assert_refused, checkpoint_steps, run_trainer, write_images
 from gantut_complete import CompletionError, complete, make_mask, read_images
 from gantut_gan import DCGAN
 from gantut_quiz import write_quiz
@@ -181,10 +181,65 @@ def test_completion_without_imgs_takes_the_datasets_png_images(model_copy):
     assert (model_copy / "done" / "before.png").exists()
 
 
-def test_demo_faces_for_a_saved_model_are_drawn_at_its_size(model_copy):
+def folder_state(folder):
+    """{file name: (size, mtime)} of `folder`'s files."""
+    return {entry.name: (entry.stat().st_size, entry.stat().st_mtime_ns)
+            for entry in os.scandir(folder)}
+
+
+def test_demo_faces_for_a_saved_model_are_drawn_at_its_size(model_copy, user_cache):
     # The model is 16x16; --image_size is left at 64: the demo faces follow model.json.
+    before = folder_state(model_copy / "checkpoint")
     result = run_trainer(str(model_copy), "--train=False", "--evaluate", "--dataset", "demo",
                          "--demo_images", "60", "--holdout", "0.2", "--eval_samples", "8")
     assert result.returncode == 0, result.stderr[-3000:]
     assert (model_copy / "data" / "demo_16px").is_dir()
     assert not (model_copy / "data" / "demo_64px").exists()
+    # Using a model writes nothing beside it: the decoded images go to the user's cache.
+    assert folder_state(model_copy / "checkpoint") == before
+    assert list(user_cache.glob("images_16px_3ch_*.npy"))
+
+
+def test_export_writes_the_weights_alone_and_the_export_is_used_like_the_run(model_copy):
+    source = model_copy / "checkpoint"
+    before = folder_state(source)
+    result = run_trainer(str(model_copy), "--train=False", "--export", "shared")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert folder_state(source) == before
+    step = checkpoint_steps(str(source))[-1]
+    exported = str(model_copy / "shared" / ("DCGAN.model-%d" % step))
+    assert "exported %s" % os.path.join("shared", "DCGAN.model-%d" % step) in result.stdout
+    names = dict(tf.train.list_variables(exported))
+    # The model's variables and its fixed sample noise; no Adam state, no training position.
+    assert any(name.startswith("generator/") for name in names)
+    assert not [name for name in names if "adam" in name.lower() or "power" in name]
+    assert [name for name in names if name.startswith("state/")] == ["state/sample_z"]
+    newest = str(source / ("DCGAN.model-%d" % step))
+    for name in names:
+        np.testing.assert_array_equal(tf.train.load_variable(exported, name),
+                                      tf.train.load_variable(newest, name))
+    assert (model_copy / "shared" / "model.json").read_text() == \
+        (source / "model.json").read_text()
+    for folder in ("checkpoint", "shared"):
+        made = run_trainer(str(model_copy), "--train=False", "--checkpoint_dir", folder,
+                           "--generated_dir", "from_" + folder, "--seed", "3")
+        assert made.returncode == 0, made.stderr[-2000:]
+    np.testing.assert_array_equal(pixels(model_copy / "from_shared" / "samples.png"),
+                                  pixels(model_copy / "from_checkpoint" / "samples.png"))
+    again = run_trainer(str(model_copy), "--train=False", "--export", "shared")
+    assert_refused(again, "error: --export shared already holds a model")
+
+
+def test_saving_a_loaded_model_elsewhere_retires_nothing_where_it_came_from(tmp_path):
+    first, second = str(tmp_path / "first"), str(tmp_path / "second")
+    with tf.Graph().as_default(), tf.Session() as sess:
+        dcgan = DCGAN(sess, image_size=16, z_dim=8, gf_dim=4, df_dim=4)
+        sess.run(tf.global_variables_initializer())
+        for step in range(6):  # the Saver keeps 5
+            dcgan.save(first, step)
+    with tf.Graph().as_default(), tf.Session() as sess:
+        dcgan = DCGAN(sess, image_size=16, z_dim=8, gf_dim=4, df_dim=4)
+        assert dcgan.load(first)
+        dcgan.save(second, 9)
+    assert checkpoint_steps(first) == [1, 2, 3, 4, 5]
+    assert checkpoint_steps(second) == [9]
