@@ -16,6 +16,10 @@ import tensorflow.compat.v1 as tf
 from extras.convgrad import leaky_relu_gradient_from_output, patch_weight_gradients
 from extras.utils import image_files
 
+# TensorFlow 1's graph mode, where the posts' code runs: placeholders and a Session work outside
+# a `tf.Graph()` block too, as in Part 5's own script.
+tf.disable_eager_execution()
+
 
 class batch_norm(object):
     """Batch normalisation, called as `bn(x, train)` (Part 4): the batch's statistics when

@@ -31,6 +31,7 @@ import tensorflow.compat.v1 as tf
 
 from gantut_datafuncs import (batch_norm, conv2d, conv2d_transpose, dataset_files,  # noqa: F401
                               has_prefix, layer_norm, linear, lrelu, sigmoid_loss)
+from extras.config import TrainingConfig
 from extras.dataset import feed_batches, load_dataset, split_holdout
 from gantut_imgfuncs import grid_shape, inverse_transform, save_images, to_uint8, transform
 from extras.plots import write_progress_gif
@@ -147,7 +148,7 @@ class DCGAN(object):
                                             initializer=tf.random_uniform_initializer(-1, 1),
                                             trainable=False)
         # Model weights only, enough to generate; training's TrainingRun also keeps Adam's state.
-        self.saver = tf.train.Saver()
+        self.saver = tf.train.Saver(save_relative_paths=True)  # the folder can move
 
     def generator(self, z):
         """G: noise z -> image in [-1, 1], s x s (4x4 at 64) up to image_size by 5x5 stride-2
@@ -192,10 +193,12 @@ class DCGAN(object):
     def train(self, config, images=None):
         """Train on `config.dataset` (or on `images`, a uint8 array already loaded) (Part 4).
 
-        `config` carries the trainer's flags (gantut_trainer.py). Ctrl-C or SIGTERM saves a
-        checkpoint after the step under way and returns; a later call with the same folders
-        resumes there.
+        `config` carries the trainer's flags (gantut_trainer.py), or only some of them, as the
+        post's own script does: the others take the trainer's defaults (extras.config). Ctrl-C or
+        SIGTERM saves a checkpoint after the step under way and returns; a later call with the
+        same folders resumes there.
         """
+        config = TrainingConfig.of(config)
         if images is None:
             images = load_dataset(config.dataset, self.image_size, self.c_dim, self.is_crop,
                                   config.train_size, cache_dir=config.checkpoint_dir)

@@ -49,6 +49,7 @@ from absl import app
 
 from gantut_complete import CompletionError, complete_images
 from extras.device import choose_device
+from extras.config import DEFAULTS
 from extras.dataset import DatasetError, load_dataset, split_holdout, user_cache_dir
 from extras.flags import choose_for_machine, define, define_shared
 from gantut_gan import DCGAN, LOSSES, image_size_error, valid_image_size
@@ -69,31 +70,36 @@ def check_image_size(value):
 
 
 flags = tf.app.flags
-# The post's flags, in the post's order, with its defaults.
-define(flags.DEFINE_integer, "epoch", 20, "Epochs to train [20]", at_least=1)
-define(flags.DEFINE_float, "learning_rate", 0.0002,
-       "Learning rate of Adam [0.0002; 0.0001 with --loss wgan-gp]", above=0)
-define(flags.DEFINE_float, "beta1", 0.5, "Momentum term (beta1) of Adam [0.5]", fraction=True)
-define(flags.DEFINE_float, "train_size", float("inf"), "Use at most this many images [inf: all]",
+# The post's flags, in the post's order, with its defaults (those DCGAN.train reads: DEFAULTS).
+define(flags.DEFINE_integer, "epoch", DEFAULTS.epoch, "Epochs to train [%d]" % DEFAULTS.epoch,
        at_least=1)
-define(flags.DEFINE_integer, "batch_size", 64, "Images per batch [64]", at_least=1)
-define(flags.DEFINE_integer, "image_size", 64,
-       "Image height and width: a power of two from 8, or s x 2^k from 16, s in 4..7 [64]",
+define(flags.DEFINE_float, "learning_rate", DEFAULTS.learning_rate,
+       "Learning rate of Adam [%g; 0.0001 with --loss wgan-gp]" % DEFAULTS.learning_rate, above=0)
+define(flags.DEFINE_float, "beta1", DEFAULTS.beta1,
+       "Momentum term (beta1) of Adam [%g]" % DEFAULTS.beta1, fraction=True)
+define(flags.DEFINE_float, "train_size", DEFAULTS.train_size,
+       "Use at most this many images [%g: all]" % DEFAULTS.train_size, at_least=1)
+define(flags.DEFINE_integer, "batch_size", DEFAULTS.batch_size,
+       "Images per batch [%d]" % DEFAULTS.batch_size, at_least=1)
+define(flags.DEFINE_integer, "image_size", DEFAULTS.image_size, "Image height and width: a power "
+       "of two from 8, or s x 2^k from 16, s in 4..7 [%d]" % DEFAULTS.image_size,
        check=check_image_size)
-flags.DEFINE_string("dataset", "lfw-aligned-64",
-                    "Folder of training images, or 'demo' for drawn cartoon faces [lfw-aligned-64]")
-flags.DEFINE_string("checkpoint_dir", "checkpoint",
-                    "Folder for checkpoints and the decoded-image cache [checkpoint]")
-flags.DEFINE_string("sample_dir", "samples", "Folder for sample grids [samples]")
+flags.DEFINE_string("dataset", DEFAULTS.dataset, "Folder of training images, or 'demo' for "
+                    "drawn cartoon faces [%s]" % DEFAULTS.dataset)
+flags.DEFINE_string("checkpoint_dir", DEFAULTS.checkpoint_dir, "Folder for checkpoints and the "
+                    "decoded-image cache [%s]" % DEFAULTS.checkpoint_dir)
+flags.DEFINE_string("sample_dir", DEFAULTS.sample_dir,
+                    "Folder for sample grids [%s]" % DEFAULTS.sample_dir)
 
 # Ours from here on: first those pix2pix_trainer.py has too, then this trainer's own.
-define_shared(logs_dir="logs", sample_freq=100, ckpt_freq=500, summary_freq=10)
+define_shared(DEFAULTS.logs_dir, DEFAULTS.sample_freq, DEFAULTS.ckpt_freq, DEFAULTS.summary_freq,
+              DEFAULTS.max_to_keep)
 # The model (its shape and loss are recorded in checkpoint_dir/model.json).
 define(flags.DEFINE_integer, "z_dim", 100, "Length of the noise vector z [100]", at_least=1)
 flags.DEFINE_enum("loss", "gan", LOSSES,
                   "gan: the posts' loss; wgan-gp: Wasserstein loss with gradient penalty [gan]")
-define(flags.DEFINE_float, "beta2", 0.999, "Adam's beta2 [0.999; 0.9 with --loss wgan-gp]",
-       fraction=True)
+define(flags.DEFINE_float, "beta2", DEFAULTS.beta2,
+       "Adam's beta2 [%g; 0.9 with --loss wgan-gp]" % DEFAULTS.beta2, fraction=True)
 define(flags.DEFINE_float, "gp_lambda", 10.0, "Weight of the gradient penalty (wgan-gp) [10]",
        at_least=0)
 define(flags.DEFINE_integer, "n_critic", 5, "Critic updates per G update (wgan-gp) [5]",
@@ -105,19 +111,22 @@ define(flags.DEFINE_float, "g_average", 0.0, "Decay of a moving average of G's w
 define(flags.DEFINE_integer, "demo_images", 4000, "How many faces --dataset demo draws [4000]",
        at_least=1)
 flags.DEFINE_boolean("is_crop", False, "Centre-crop and resize images to image_size [False]")
-flags.DEFINE_boolean("augment", False, "Random flips and jitter of each training image [False]")
-flags.DEFINE_boolean("progress_gif", True,
-                     "Animate the epochs' grids into sample_dir/progress.gif [True]")
+flags.DEFINE_boolean("augment", DEFAULTS.augment,
+                     "Random flips and jitter of each training image [%s]" % DEFAULTS.augment)
+flags.DEFINE_boolean("progress_gif", DEFAULTS.progress_gif,
+                     "Animate the epochs' grids into sample_dir/progress.gif [%s]"
+                     % DEFAULTS.progress_gif)
 # None: this machine's choice, made in main (choose_for_machine), not at import.
 flags.DEFINE_boolean("fused_bn", None, "Batch norm in TensorFlow's fused kernel; --nofused_bn "
                      "for the plain one [on a GPU or a CPU with bfloat16 instructions]")
 # Knowing how good it is (extras/metrics.py).
-flags.DEFINE_boolean("eval_every_epoch", True,
-                     "Quality figures against held-out images after each epoch [True]")
-define(flags.DEFINE_integer, "eval_samples", 1000,
-       "Held-out (and as many generated) images per evaluation, at most [1000]", at_least=1)
-define(flags.DEFINE_float, "holdout", 0.02, "Share of the images kept out of training [0.02]",
-       fraction=True)
+flags.DEFINE_boolean("eval_every_epoch", DEFAULTS.eval_every_epoch,
+                     "Quality figures against held-out images after each epoch [%s]"
+                     % DEFAULTS.eval_every_epoch)
+define(flags.DEFINE_integer, "eval_samples", DEFAULTS.eval_samples, "Held-out (and as many "
+       "generated) images per evaluation, at most [%d]" % DEFAULTS.eval_samples, at_least=1)
+define(flags.DEFINE_float, "holdout", DEFAULTS.holdout,
+       "Share of the images kept out of training [%g]" % DEFAULTS.holdout, fraction=True)
 # Using the trained model (Parts 1 and 5).
 flags.DEFINE_boolean("train", True, "Train; --train=False generates from the checkpoint [True]")
 define(flags.DEFINE_integer, "n_samples", 64, "Images --train=False generates [64]", at_least=1)
@@ -275,8 +284,10 @@ def use_trained_model():
 
 def checkpoint_position():
     """The training position of --checkpoint_dir's newest checkpoint; a weights-only one
-    (DCGAN.save) holds none: epoch 0, step 0."""
-    return saved_position(FLAGS.checkpoint_dir, DCGAN.model_name) or Position(0, 0, 1, 0)
+    (DCGAN.save, --export) holds only its step, in its name: epoch 0 then."""
+    newest = checkpoint_paths(FLAGS.checkpoint_dir, DCGAN.model_name)[0]
+    return (saved_position(FLAGS.checkpoint_dir, DCGAN.model_name)
+            or Position(int(newest.rsplit("-", 1)[1]), 0, 1, 0))
 
 
 def evaluate_checkpoint(dcgan, images):

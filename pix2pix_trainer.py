@@ -80,7 +80,8 @@ flags.DEFINE_string("sample_dir", "samples_pix2pix",
 define(flags.DEFINE_integer, "sample_count", 4, "Test pairs shown in the sample rows [4]",
        at_least=1)
 # Those gantut_trainer.py has too.
-define_shared(logs_dir="logs_pix2pix", sample_freq=500, ckpt_freq=1000, summary_freq=20)
+define_shared(logs_dir="logs_pix2pix", sample_freq=500, ckpt_freq=1000, summary_freq=20,
+              max_to_keep=5)
 # Using the trained model.
 flags.DEFINE_boolean("train", True, "Train; --train=False translates --input [True]")
 flags.DEFINE_string("input", None, "With --train=False: image file or folder to translate [none]")

@@ -35,7 +35,7 @@ def define(definer, name, default, help, at_least=None, above=None, fraction=Fal
                                  flag_values=flag_values)
 
 
-def define_shared(logs_dir, sample_freq, ckpt_freq, summary_freq):
+def define_shared(logs_dir, sample_freq, ckpt_freq, summary_freq, max_to_keep):
     """Define the flags both trainers have besides the post's nine, with the caller's defaults
     where the trainers differ."""
     # The model's shape (recorded in checkpoint_dir/model.json).
@@ -52,8 +52,8 @@ def define_shared(logs_dir, sample_freq, ckpt_freq, summary_freq):
            "Save a checkpoint every this many steps [%d]" % ckpt_freq, at_least=1)
     define(flags.DEFINE_integer, "summary_freq", summary_freq,
            "Write TensorBoard summaries every this many steps [%d]" % summary_freq, at_least=1)
-    define(flags.DEFINE_integer, "max_to_keep", 5, "Checkpoints to keep; 0 keeps all [5]",
-           at_least=0)
+    define(flags.DEFINE_integer, "max_to_keep", max_to_keep,
+           "Checkpoints to keep; 0 keeps all [%d]" % max_to_keep, at_least=0)
     # The machine.
     define(flags.DEFINE_integer, "threads", ALL_CORES, "CPU threads for TensorFlow and for "
            "decoding [every core this process may use: %d]" % ALL_CORES, at_least=1)

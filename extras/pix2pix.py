@@ -165,7 +165,7 @@ class Pix2Pix(object):
                                            for name, loss in self.losses.items()])
         self.train_op = self.optimizer(learning_rate, beta1)
         # Model weights only, enough to translate; training's TrainingRun also keeps Adam's state.
-        self.saver = tf.train.Saver()
+        self.saver = tf.train.Saver(save_relative_paths=True)  # the folder can move
 
     def generator(self, image):
         """G: the U-Net from input image to target image in [-1, 1] (pix2pix stage)."""

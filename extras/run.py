@@ -79,7 +79,7 @@ class TrainingRun(object):
         self.new_counters = tf.placeholder(tf.int64, [len(Position._fields)],
                                            name="new_counters")
         self.set_counters = tf.assign(self.counters, self.new_counters)
-        self.saver = tf.train.Saver(max_to_keep=config.max_to_keep)
+        self.saver = tf.train.Saver(max_to_keep=config.max_to_keep, save_relative_paths=True)
         sess.run(tf.global_variables_initializer())
         self.start = self.resume(shape_flags)
         self.loss_log = LossLog(config.logs_dir, self.start.step)

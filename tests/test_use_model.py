@@ -218,6 +218,8 @@ def test_export_writes_the_weights_alone_and_the_export_is_used_like_the_run(mod
     for name in names:
         np.testing.assert_array_equal(tf.train.load_variable(exported, name),
                                       tf.train.load_variable(newest, name))
+    # TensorFlow's own list names the checkpoint relative to its folder, so the folder can move.
+    assert '"DCGAN.model-%d"' % step in (model_copy / "shared" / "checkpoint").read_text()
     assert (model_copy / "shared" / "model.json").read_text() == \
         (source / "model.json").read_text()
     for folder in ("checkpoint", "shared"):
