@@ -263,8 +263,9 @@ def use_trained_model():
                      % (FLAGS.checkpoint_dir, os.path.join(FLAGS.checkpoint_dir, "checkpoint")))
         rng = np.random.default_rng(FLAGS.seed)
         if FLAGS.complete:
+            folder = dataset_folder(shape["image_size"])  # --dataset demo: drawn on first use
             if FLAGS.imgs is None:
-                FLAGS.imgs = os.path.join(dataset_folder(shape["image_size"]), "**", "*.png")
+                FLAGS.imgs = os.path.join(folder, "**", "*.png")
             try:
                 complete_images(dcgan, FLAGS)
             except CompletionError as err:
