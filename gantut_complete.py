@@ -91,11 +91,7 @@ def build_completion(dcgan):
         dcgan.mask = tf.placeholder(tf.float32, dcgan.images.shape, name="mask")
         dcgan.contextual_loss = tf.reduce_sum(
             tf.abs(dcgan.mask * dcgan.G - dcgan.mask * dcgan.images), axis=[1, 2, 3])
-        if dcgan.loss == "wgan-gp":
-            dcgan.perceptual_loss = -dcgan.D_logits_[:, 0]
-        else:
-            dcgan.perceptual_loss = tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(
-                logits=dcgan.D_logits_, labels=tf.ones_like(dcgan.D_logits_)), axis=1)
+        dcgan.perceptual_loss = dcgan.loss_kind.perceptual_loss(dcgan.D_logits_)
         dcgan.complete_loss = dcgan.contextual_loss + dcgan.lam * dcgan.perceptual_loss
         dcgan.grad_complete_loss = tf.gradients(dcgan.complete_loss, dcgan.z)[0]
 

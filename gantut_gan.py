@@ -31,7 +31,7 @@ import tensorflow.compat.v1 as tf
 
 from gantut_datafuncs import (batch_norm, conv2d, conv2d_transpose, dataset_files,  # noqa: F401
                               has_prefix, layer_norm, linear, lrelu, sigmoid_loss)
-from extras.config import TrainingConfig
+from extras.config import DEFAULTS, TrainingConfig
 from extras.dataset import feed_batches, load_dataset, split_holdout
 from gantut_imgfuncs import grid_shape, inverse_transform, save_images, to_uint8, transform
 from extras.plots import write_progress_gif
@@ -42,15 +42,65 @@ from extras.run import (AVERAGE_SCOPE, TrainingRun, log_metrics, restore_checkpo
 # dataset_files is re-exported: the post defined it in this module.
 __all__ = ["DCGAN", "dataset_files", "valid_image_size"]
 
-# The losses the trainer offers: the posts' GAN loss, or WGAN-GP (Gulrajani et al. 2017).
-LOSSES = ("gan", "wgan-gp")
-WGAN_GP_SCALARS = ("gradient_penalty", "wasserstein_estimate")
+class GANLoss(object):
+    """The posts' loss (Part 4), one of the loss kinds `DCGAN(loss=...)` names (the others are
+    ours, after the class: LOSSES). A kind holds all that differs between losses: D's
+    normalisation and output, the loss terms, G updates per D update, what is reported, Adam's
+    defaults and completion's perceptual term."""
+
+    name = "gan"
+    help = "the posts' loss"
+    # The post's flags' values (Part 5).
+    adam = {"learning_rate": DEFAULTS.learning_rate, "beta1": DEFAULTS.beta1,
+            "beta2": DEFAULTS.beta2}
+    reported = ("d_loss", "g_loss")  # the progress line's and the loss log's
+    d_summaries = ("d_loss_real", "d_loss")  # the other terms go with G's summaries
+    g_update_counts = (2,)  # the G updates a step may make
+
+    def __init__(self, **options):
+        """Options of other kinds (WGAN-GP's gp_lambda, n_critic) change nothing here."""
+
+    def d_norm(self, layer, fused_bn):
+        """D's normalisation of hidden layer `layer`."""
+        return batch_norm(name="d_bn%d" % layer, fused=fused_bn)
+
+    def d_output(self, logit):
+        """D's output from its logit: the probability that the image is real."""
+        return tf.nn.sigmoid(logit)
+
+    def terms(self, dcgan):
+        """The loss terms by name: D's error on real (label 1) and fake (label 0) images; G
+        wants D to say 1 on its fakes."""
+        d_loss_real = self.error(dcgan.D_logits, 1.0, "d_loss_real")
+        d_loss_fake = self.error(dcgan.D_logits_, 0.0, "d_loss_fake")
+        return {"d_loss_real": d_loss_real, "d_loss_fake": d_loss_fake,
+                "g_loss": self.g_loss(dcgan.D_logits_),
+                "d_loss": tf.add(d_loss_real, d_loss_fake, name="d_loss")}
+
+    def error(self, logits, label, name):
+        """The mean error of D's logits against `label`: sigmoid cross-entropy."""
+        return sigmoid_loss(logits, label, name)
+
+    def g_loss(self, fake_logits, name="g_loss"):
+        """G's loss from D's logits on its images."""
+        return self.error(fake_logits, 1.0, name)
+
+    def perceptual_loss(self, fake_logits):
+        """Completion's perceptual term (Part 1), per image: G's loss on that image."""
+        return tf.reduce_sum(tf.nn.sigmoid_cross_entropy_with_logits(
+            logits=fake_logits, labels=tf.ones_like(fake_logits)), axis=1)
+
+    def g_updates_after(self, step):
+        """G updates after the D update of `step`: two, "to make sure that d_loss does not go
+        to zero"."""
+        return 2
 
 
 class DCGAN(object):
     """Deep convolutional GAN of the posts (Part 4), built at once inside the Session `sess`;
-    `train(config)` runs the training loop. `loss` is "gan" (the posts') or "wgan-gp" (addition:
-    a critic with layer norm, `gp_lambda`, `n_critic`); `fused_bn` (addition) picks the kernel;
+    `train(config)` runs the training loop. `loss` names a loss kind of LOSSES (addition): the
+    posts' GANLoss, or ours (WGAN-GP's `gp_lambda` and `n_critic` go to it); `fused_bn`
+    (addition) picks the kernel;
     `loss_scale` (addition: --mixed_precision) holds DynamicLossScale's arguments, or None;
     `g_average` (addition) is the decay of a moving average of G's weights that sampling uses,
     0 for none."""
@@ -62,7 +112,7 @@ class DCGAN(object):
 
     def __init__(self, sess, image_size=64, is_crop=False, batch_size=64, sample_size=64,
                  z_dim=100, gf_dim=64, df_dim=64, gfc_dim=1024, dfc_dim=1024, c_dim=3,
-                 checkpoint_dir=None, lam=0.1, loss="gan", gp_lambda=10.0, n_critic=5,
+                 checkpoint_dir=None, lam=0.1, loss=GANLoss.name, gp_lambda=10.0, n_critic=5,
                  fused_bn=False, loss_scale=None, g_average=0.0):
         if not valid_image_size(image_size):
             raise ValueError(image_size_error(image_size))
@@ -70,6 +120,7 @@ class DCGAN(object):
             raise ValueError("c_dim must be 1 (grayscale) or 3 (RGB), not %r" % (c_dim,))
         if loss not in LOSSES:
             raise ValueError("loss must be one of %s, not %r" % (", ".join(LOSSES), loss))
+        self.loss_kind = LOSSES[loss](gp_lambda=gp_lambda, n_critic=n_critic)
         self.sess = sess
         self.image_size = image_size
         self.is_crop = is_crop
@@ -85,18 +136,17 @@ class DCGAN(object):
         self.c_dim = c_dim
         self.checkpoint_dir = checkpoint_dir
         self.lam = lam
-        self.loss, self.gp_lambda, self.n_critic = loss, gp_lambda, n_critic
+        self.loss = loss
         self.loss_scale = loss_scale
         self.g_average = g_average
         self.sizes = layer_sizes(image_size)
         # One normalisation per layer that has one: all of G's but the output, all of D's but
-        # the input layer. The WGAN-GP critic uses layer norm (see the class doc).
-        # `fused_bn` runs batch norm in TensorFlow's fused kernel (see gantut_datafuncs).
+        # the input layer, D's as its loss kind has it. `fused_bn` runs batch norm in
+        # TensorFlow's fused kernel (see gantut_datafuncs).
         self.g_bns = [batch_norm(name="g_bn%d" % i, fused=fused_bn)
                       for i in range(len(self.sizes) - 1)]
-        self.d_bns = [None] + [
-            layer_norm(name="d_ln%d" % i) if loss == "wgan-gp" else
-            batch_norm(name="d_bn%d" % i, fused=fused_bn) for i in range(1, len(self.sizes) - 1)]
+        self.d_bns = [None] + [self.loss_kind.d_norm(i, fused_bn)
+                               for i in range(1, len(self.sizes) - 1)]
         self.build_model()
 
     def build_model(self):
@@ -113,13 +163,12 @@ class DCGAN(object):
         self.D_, self.D_logits_ = self.discriminator(self.G, reuse=True)
 
         with tf.name_scope("losses"):
-            if self.loss == "wgan-gp":
-                d_scalars, g_scalars = self.wgan_gp_losses()
-            else:
-                d_scalars, g_scalars = self.gan_losses()
-        # The losses a training step fetches: the posts' two, and WGAN-GP's own.
-        reported = ["d_loss", "g_loss"] + (list(WGAN_GP_SCALARS) if self.loss == "wgan-gp" else [])
-        self.losses = {name: getattr(self, name) for name in reported}
+            terms = self.loss_kind.terms(self)
+        # The terms as attributes under their names: d_loss, g_loss and, with the posts'
+        # loss, d_loss_real and d_loss_fake.
+        vars(self).update(terms)
+        # The losses a training step fetches.
+        self.losses = {name: terms[name] for name in self.loss_kind.reported}
 
         # No name scope here: it would prefix the tags, and TensorBoard should show the post's
         # names (z, d, d_, G, d_loss, ...).
@@ -129,10 +178,12 @@ class DCGAN(object):
         G_sum = tf.summary.image("G", self.G)
         # Built here, not in an old-API fallback branch as in the post (where the G summary
         # was never created and training failed at its first G update).
+        scalars = {name: tf.summary.scalar(name, term) for name, term in terms.items()}
         self.d_sum = tf.summary.merge([z_sum, d_sum] + [
-            tf.summary.scalar(name, getattr(self, name)) for name in d_scalars])
+            scalars[name] for name in self.loss_kind.d_summaries])
         self.g_sum = tf.summary.merge([z_sum, d__sum, G_sum] + [
-            tf.summary.scalar(name, getattr(self, name)) for name in g_scalars])
+            scalar for name, scalar in scalars.items()
+            if name not in self.loss_kind.d_summaries])
 
         t_vars = tf.trainable_variables()
         self.d_vars = [var for var in t_vars if has_prefix(var, "d_")]
@@ -188,7 +239,7 @@ class DCGAN(object):
                 # state size. df_dim x 32 x 32, (df_dim*2) x 16 x 16, ... (df_dim*8) x 4 x 4
             h = tf.reshape(h, [-1, int(np.prod(h.shape[1:]))])
             logit = linear(h, 1, "d_h%d_lin" % (len(self.sizes) - 1))
-            return (logit if self.loss == "wgan-gp" else tf.nn.sigmoid(logit)), logit
+            return self.loss_kind.d_output(logit), logit
 
     def train(self, config, images=None):
         """Train on `config.dataset` (or on `images`, a uint8 array already loaded) (Part 4).
@@ -223,7 +274,7 @@ class DCGAN(object):
                     step += 1
                     batch_z = rng.uniform(-1, 1, [self.batch_size, self.z_dim])
                     feed = {self.images: batch_images, self.z: batch_z, self.is_training: True}
-                    g_updates = self.g_updates_after(step)
+                    g_updates = self.loss_kind.g_updates_after(step)
                     if step % config.summary_freq == 0:
                         # Update D network
                         _, losses, summary_str = self.sess.run(
@@ -275,37 +326,6 @@ class DCGAN(object):
     # Our additions (not in the post)
     # ------------------------------------------------------------------------------------------
 
-    def gan_losses(self):
-        """The posts' losses (addition: build_model's loss block, beside WGAN-GP's): sigmoid
-        cross-entropy of D on real (label 1) and fake (label 0) images; G wants D to say 1 on
-        its fakes. Returns the scalars' names for the D and the G summaries."""
-        self.d_loss_real = sigmoid_loss(self.D_logits, 1.0, "d_loss_real")
-        self.d_loss_fake = sigmoid_loss(self.D_logits_, 0.0, "d_loss_fake")
-        self.g_loss = self.generator_loss(self.D_logits_)
-        self.d_loss = tf.add(self.d_loss_real, self.d_loss_fake, name="d_loss")
-        return ["d_loss_real", "d_loss"], ["d_loss_fake", "g_loss"]
-
-    def wgan_gp_losses(self):
-        """WGAN-GP losses (addition: Gulrajani et al. 2017, algorithm 1): critic loss = -(the
-        `wasserstein_estimate`, mean critic(real) - mean critic(fake)) + gp_lambda * penalty;
-        G loss = -mean critic(fake). Returns the scalars' names for the D and G summaries."""
-        self.wasserstein_estimate = tf.subtract(tf.reduce_mean(self.D_logits),
-                                                tf.reduce_mean(self.D_logits_),
-                                                name="wasserstein_estimate")
-        self.gradient_penalty = gradient_penalty(
-            lambda images: self.discriminator(images, reuse=True)[1], self.images, self.G)
-        self.d_loss = tf.add(-self.wasserstein_estimate, self.gp_lambda * self.gradient_penalty,
-                             name="d_loss")
-        self.g_loss = self.generator_loss(self.D_logits_)
-        return ["d_loss", "g_loss"] + list(WGAN_GP_SCALARS), []
-
-    def generator_loss(self, fake_logits, name="g_loss"):
-        """G's loss from D's logits on its images (addition): the posts' sigmoid cross-entropy
-        against "real", or with WGAN-GP minus the mean critic score."""
-        if self.loss == "wgan-gp":
-            return tf.negative(tf.reduce_mean(fake_logits), name=name)
-        return sigmoid_loss(fake_logits, 1.0, name)
-
     def optimizers(self, learning_rate, beta1, beta2=0.999):
         """Adam for D and for G, each running its own batch-norm updates and, with `loss_scale`,
         dynamic loss scaling (addition: train's optimisers, with WGAN-GP's beta2). Returns
@@ -325,7 +345,7 @@ class DCGAN(object):
             # match their scopes.
             one_run_steps = {
                 g_updates: self.one_run_step(d_optim, g_adam, g_updates, g_norm_updates)
-                for g_updates in ((0, 1) if self.loss == "wgan-gp" else (2,))}
+                for g_updates in self.loss_kind.g_update_counts}
         return d_optim, g_optim, one_run_steps
 
     def one_run_step(self, d_optim, g_adam, g_updates, g_norm_updates):
@@ -341,7 +361,8 @@ class DCGAN(object):
                     first = len(tf.get_collection(tf.GraphKeys.UPDATE_OPS))
                     fake = self.generator(self.z)
                     g_norm_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS)[first:]
-                losses["g_loss"] = self.generator_loss(self.discriminator(fake, reuse=True)[1])
+                losses["g_loss"] = self.loss_kind.g_loss(
+                    self.discriminator(fake, reuse=True)[1])
                 with tf.control_dependencies(g_norm_updates):  # as g_optim runs them
                     op = self.then_average_g(g_adam.minimize(losses["g_loss"],
                                                              var_list=self.g_vars))
@@ -377,14 +398,6 @@ class DCGAN(object):
                                             * (1.0 - self.g_average))
                               for var, average in self.g_averages.items()], name="average_g")
 
-    def g_updates_after(self, step):
-        """How many G updates follow the D update of `step` (addition): two with the posts'
-        loss; with WGAN-GP one after every n_critic critic updates, so that G learns from a
-        near-optimal critic."""
-        if self.loss == "wgan-gp":
-            return int(step % self.n_critic == 0)
-        return 2
-
     def sample(self, sample_dir, name, sample_images):
         """Write the grid of G(sample noise) and print the losses on `sample_images` (addition:
         the post's sample grids), batch norm in inference mode, as a user of the model gets."""
@@ -416,8 +429,72 @@ class DCGAN(object):
 
 
 # ----------------------------------------------------------------------------------------------
-# Our additions (not in the post): image sizes and the gradient penalty
+# Our additions (not in the post): loss kinds beside the posts', image sizes, the gradient penalty
 # ----------------------------------------------------------------------------------------------
+
+class WGANGPLoss(GANLoss):
+    """WGAN-GP (Gulrajani et al. 2017, algorithm 1): a critic with layer norm scores images; its
+    loss is -(the `wasserstein_estimate`, mean score of real minus mean score of fake) +
+    gp_lambda * the gradient penalty; G's is minus the mean score of its images; G updates once
+    every n_critic critic updates, so that it learns from a near-optimal critic."""
+
+    name = "wgan-gp"
+    help = "Wasserstein loss with gradient penalty"
+    adam = {"learning_rate": 0.0001, "beta1": 0.5, "beta2": 0.9}
+    reported = ("d_loss", "g_loss", "gradient_penalty", "wasserstein_estimate")
+    d_summaries = reported
+    g_update_counts = (0, 1)
+
+    def __init__(self, gp_lambda=10.0, n_critic=5, **options):
+        self.gp_lambda, self.n_critic = gp_lambda, n_critic
+
+    def d_norm(self, layer, fused_bn):
+        # Per image: the penalty takes the critic's gradient image by image.
+        return layer_norm(name="d_ln%d" % layer)
+
+    def d_output(self, logit):
+        return logit  # a score, not a probability
+
+    def terms(self, dcgan):
+        estimate = tf.subtract(tf.reduce_mean(dcgan.D_logits), tf.reduce_mean(dcgan.D_logits_),
+                               name="wasserstein_estimate")
+        penalty = gradient_penalty(lambda images: dcgan.discriminator(images, reuse=True)[1],
+                                   dcgan.images, dcgan.G)
+        return {"d_loss": tf.add(-estimate, self.gp_lambda * penalty, name="d_loss"),
+                "g_loss": self.g_loss(dcgan.D_logits_), "gradient_penalty": penalty,
+                "wasserstein_estimate": estimate}
+
+    def g_loss(self, fake_logits, name="g_loss"):
+        return tf.negative(tf.reduce_mean(fake_logits), name=name)
+
+    def perceptual_loss(self, fake_logits):
+        return -fake_logits[:, 0]
+
+    def g_updates_after(self, step):
+        return int(step % self.n_critic == 0)
+
+
+class LSGANLoss(GANLoss):
+    """The least-squares loss (Mao et al. 2017): D regresses its output to 1 on real images and
+    0 on fakes, 0.5 * mean squared error each; G's loss is 0.5 * mean (D(G(z)) - 1)^2. The
+    posts' D (batch norm), updates and Adam settings otherwise."""
+
+    name = "lsgan"
+    help = "least-squares loss"
+
+    def d_output(self, logit):
+        return logit  # D's regression output
+
+    def error(self, logits, label, name):
+        return tf.multiply(0.5, tf.reduce_mean(tf.square(logits - label)), name=name)
+
+    def perceptual_loss(self, fake_logits):
+        return 0.5 * tf.reduce_sum(tf.square(fake_logits - 1.0), axis=1)
+
+
+# The loss kinds by name, for --loss: the posts' first.
+LOSSES = {kind.name: kind for kind in (GANLoss, WGANGPLoss, LSGANLoss)}
+
 
 # Image sizes the model builds: s x 2^k with a first (G) / last (D) feature map of s x s,
 # s in 4..7, so 28, 56 and 112 (the logo walkthrough's sizes) work as well as the posts' 64.

@@ -22,7 +22,8 @@ What the helps leave out:
   image anew per batch, from --seed: for small data sets.
 - --loss wgan-gp (Gulrajani et al. 2017) is steadier on 1,000-2,000 images; it trains the
   critic --n_critic times per G update, where the posts' loss makes two G updates per D update.
-  The loss is recorded with the checkpoints.
+  --loss lsgan (Mao et al. 2017) swaps the posts' cross-entropy for squared errors. Each loss
+  kind is a class of gantut_gan (LOSSES); the loss is recorded with the checkpoints.
 - --eval_every_epoch: face rate, face Frechet distance and sliced Wasserstein distance, in
   TensorBoard (metrics/...) and logs_dir/metrics.csv. A --mask image is white where known.
 - --threads: the post used 8, since TF will otherwise take every core on a shared cluster.
@@ -52,7 +53,7 @@ from extras.device import choose_device
 from extras.config import DEFAULTS
 from extras.dataset import DatasetError, load_dataset, split_holdout, user_cache_dir
 from extras.flags import choose_for_machine, define, define_shared
-from gantut_gan import DCGAN, LOSSES, image_size_error, valid_image_size
+from gantut_gan import DCGAN, GANLoss, LOSSES, image_size_error, valid_image_size
 from gantut_imgfuncs import grid_shape, inverse_transform, save_images, to_uint8
 from gantut_quiz import write_quiz
 from extras.precision import mixed_precision_plan
@@ -60,6 +61,14 @@ from extras.run import (Position, bf16_wins, checkpoint_paths, fused_batch_norm_
                         gpu_visible, log_metrics, new_session, parse_flags, record_settings,
                         saved_position, saved_settings, training_folders)
 from extras.utils import node_line
+
+
+def loss_defaults(name):
+    """The default of Adam's setting `name` in a flag's help: the posts', then each loss kind's
+    own where it differs ("0.0002; 0.0001 with --loss wgan-gp")."""
+    posts = GANLoss.adam[name]
+    return "; ".join(["%g" % posts] + ["%g with --loss %s" % (kind.adam[name], kind.name)
+                                       for kind in LOSSES.values() if kind.adam[name] != posts])
 
 
 def check_image_size(value):
@@ -74,9 +83,9 @@ flags = tf.app.flags
 define(flags.DEFINE_integer, "epoch", DEFAULTS.epoch, "Epochs to train [%d]" % DEFAULTS.epoch,
        at_least=1)
 define(flags.DEFINE_float, "learning_rate", DEFAULTS.learning_rate,
-       "Learning rate of Adam [%g; 0.0001 with --loss wgan-gp]" % DEFAULTS.learning_rate, above=0)
+       "Learning rate of Adam [%s]" % loss_defaults("learning_rate"), above=0)
 define(flags.DEFINE_float, "beta1", DEFAULTS.beta1,
-       "Momentum term (beta1) of Adam [%g]" % DEFAULTS.beta1, fraction=True)
+       "Momentum term (beta1) of Adam [%s]" % loss_defaults("beta1"), fraction=True)
 define(flags.DEFINE_float, "train_size", DEFAULTS.train_size,
        "Use at most this many images [%g: all]" % DEFAULTS.train_size, at_least=1)
 define(flags.DEFINE_integer, "batch_size", DEFAULTS.batch_size,
@@ -96,10 +105,10 @@ define_shared(DEFAULTS.logs_dir, DEFAULTS.sample_freq, DEFAULTS.ckpt_freq, DEFAU
               DEFAULTS.max_to_keep)
 # The model (its shape and loss are recorded in checkpoint_dir/model.json).
 define(flags.DEFINE_integer, "z_dim", 100, "Length of the noise vector z [100]", at_least=1)
-flags.DEFINE_enum("loss", "gan", LOSSES,
-                  "gan: the posts' loss; wgan-gp: Wasserstein loss with gradient penalty [gan]")
+flags.DEFINE_enum("loss", GANLoss.name, list(LOSSES), "; ".join(
+    "%s: %s" % (name, kind.help) for name, kind in LOSSES.items()) + " [%s]" % GANLoss.name)
 define(flags.DEFINE_float, "beta2", DEFAULTS.beta2,
-       "Adam's beta2 [%g; 0.9 with --loss wgan-gp]" % DEFAULTS.beta2, fraction=True)
+       "Adam's beta2 [%s]" % loss_defaults("beta2"), fraction=True)
 define(flags.DEFINE_float, "gp_lambda", 10.0, "Weight of the gradient penalty (wgan-gp) [10]",
        at_least=0)
 define(flags.DEFINE_integer, "n_critic", 5, "Critic updates per G update (wgan-gp) [5]",
@@ -157,9 +166,7 @@ flags.DEFINE_string("turing_quiz", None,
 FLAGS = flags.FLAGS
 
 # What checkpoints from before --loss existed were trained with.
-LEGACY_SETTINGS = {"loss": "gan"}
-# Adam's settings for --loss wgan-gp where the user sets none (Gulrajani et al. 2017).
-WGAN_GP_ADAM = {"learning_rate": 0.0001, "beta1": 0.5, "beta2": 0.9}
+LEGACY_SETTINGS = {"loss": GANLoss.name}
 
 def dataset_folder(image_size):
     """The folder to train on: --dataset, or the demo faces of `image_size`, drawn on first use
@@ -203,12 +210,11 @@ def flag_shape():
 
 
 def choose_adam_settings():
-    """With --loss wgan-gp, WGAN-GP's Adam settings for those the user did not set; print the
-    values used."""
-    if FLAGS.loss == "wgan-gp":
-        for name, value in WGAN_GP_ADAM.items():
-            if not FLAGS[name].present:
-                FLAGS[name].value = value
+    """The loss kind's own Adam settings for those the user did not set; print the values
+    used."""
+    for name, value in LOSSES[FLAGS.loss].adam.items():
+        if not FLAGS[name].present:
+            FLAGS[name].value = value
     print(" [*] --loss %s: Adam learning_rate %g, beta1 %g, beta2 %g"
           % (FLAGS.loss, FLAGS.learning_rate, FLAGS.beta1, FLAGS.beta2))
 

@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 
 import extras.metrics  # noqa: E402
 from extras.dataset import load_dataset, split_rows  # noqa: E402
-from gantut_gan import LOSSES  # noqa: E402
+from gantut_gan import GANLoss, LOSSES  # noqa: E402
 from gantut_imgfuncs import inverse_transform, save_images, to_uint8  # noqa: E402
 from extras.run import bf16_wins, fused_batch_norm_wins  # noqa: E402
 from extras.utils import ALL_CORES, timed_steps  # noqa: E402
@@ -61,9 +61,9 @@ def parse_args():
                              "[this machine's default: %(default)s]")
     parser.add_argument("--peer_compile", action="store_true",
                         help="the peer's networks under torch.compile")
-    parser.add_argument("--loss", nargs="+", choices=LOSSES, default=["gan"],
+    parser.add_argument("--loss", nargs="+", choices=list(LOSSES), default=[GANLoss.name],
                         help="the trainer's --loss of our model; several train one model each "
-                             "[gan]")
+                             "[%(default)s]")
     parser.add_argument("--nopeer", dest="peer", action="store_false",
                         help="do not train the PyTorch peer")
     parser.add_argument("--seed", type=int, default=0,
@@ -109,7 +109,7 @@ def as_uint8(samples):
 
 def model_name(loss):
     """How the figures name our model trained with `loss`: ours (the posts' loss), ours_wgan_gp."""
-    return "ours" if loss == "gan" else "ours_" + loss.replace("-", "_")
+    return "ours" if loss == GANLoss.name else "ours_" + loss.replace("-", "_")
 
 
 def train_and_sample(args, training_images, sample_z):

@@ -39,11 +39,10 @@ import tensorflow.compat.v1 as tf  # noqa: E402
 from demo_faces import make_demo_dataset  # noqa: E402
 from extras.device import choose_device  # noqa: E402
 from extras.dataset import augment_images, feed_batches, load_dataset  # noqa: E402
-from gantut_gan import DCGAN, LOSSES  # noqa: E402
+from gantut_gan import DCGAN, GANLoss, LOSSES  # noqa: E402
 from extras.precision import mixed_precision_plan  # noqa: E402
 from extras.run import (BF16_INSTRUCTIONS, bf16_wins, cpu_flags, cpu_info,  # noqa: E402
                         fused_batch_norm_wins, gpu_visible, session_config)
-from gantut_trainer import WGAN_GP_ADAM  # noqa: E402
 from extras.utils import ALL_CORES  # noqa: E402
 
 PEERS = ("torch", "torch-compile")
@@ -71,8 +70,8 @@ def parse_args():
                         default=fused_batch_norm_wins(),
                         help="batch norm in the fused kernel, as the trainer's --fused_bn "
                              "[this machine's default: %(default)s]")
-    parser.add_argument("--loss", choices=LOSSES, default="gan",
-                        help="the trainer's --loss [gan]")
+    parser.add_argument("--loss", choices=list(LOSSES), default=GANLoss.name,
+                        help="the trainer's --loss [%(default)s]")
     parser.add_argument("--augment", action="store_true",
                         help="flip and jitter each batch, as the trainer's --augment")
     parser.add_argument("--data_dir", default=os.path.join(tempfile.gettempdir(), "gantut_bench"),
@@ -108,7 +107,7 @@ def endless_batches(images, batch_size, augment=False):
 
 
 @contextlib.contextmanager
-def tf_training(threads, bf16, image_size, batch_size, loss="gan", fused_bn=False,
+def tf_training(threads, bf16, image_size, batch_size, loss=GANLoss.name, fused_bn=False,
                 mixed_precision=False):
     """(model, step): the project's DCGAN in its own graph and session, and a function training
     it one step on (batch, noise) as the trainer's steps without summaries do (its one-run step,
@@ -119,15 +118,13 @@ def tf_training(threads, bf16, image_size, batch_size, loss="gan", fused_bn=Fals
         tf.set_random_seed(0)
         dcgan = DCGAN(sess, image_size=image_size, batch_size=batch_size, loss=loss,
                       fused_bn=fused_bn, loss_scale=mixed.loss_scale)
-        adam = (WGAN_GP_ADAM["learning_rate"], WGAN_GP_ADAM["beta1"], WGAN_GP_ADAM["beta2"]) \
-            if loss == "wgan-gp" else (0.0002, 0.5)
-        _, _, one_run_steps = dcgan.optimizers(*adam)
+        _, _, one_run_steps = dcgan.optimizers(**LOSSES[loss].adam)
         sess.run(tf.global_variables_initializer())
         steps = itertools.count(1)
 
         def train(batch, batch_z):
             feed = {dcgan.images: batch, dcgan.z: batch_z, dcgan.is_training: True}
-            return dcgan.sess.run(one_run_steps[dcgan.g_updates_after(next(steps))], feed)
+            return dcgan.sess.run(one_run_steps[dcgan.loss_kind.g_updates_after(next(steps))], feed)
         yield dcgan, train
 
 

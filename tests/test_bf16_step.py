@@ -27,7 +27,7 @@ def step_losses(bf16, fused_bn):
         for step in range(1, STEPS + 1):
             feed = {dcgan.images: rng.uniform(-1, 1, [BATCH, IMAGE_SIZE, IMAGE_SIZE, 3]),
                     dcgan.z: rng.uniform(-1, 1, [BATCH, Z_DIM]), dcgan.is_training: True}
-            _, values = sess.run(one_run_steps[dcgan.g_updates_after(step)], feed)
+            _, values = sess.run(one_run_steps[dcgan.loss_kind.g_updates_after(step)], feed)
             losses.append([values["d_loss"], values["g_loss"]])
     return np.array(losses)
 

@@ -50,7 +50,7 @@ def dcgan_steps(loss_scale, loss="gan", steps=STEPS):
         sess.run(tf.global_variables_initializer())
         losses, scale_log = [], []
         for step, (images, z) in enumerate(batches(steps), start=1):
-            _, values = sess.run(one_run_steps[dcgan.g_updates_after(step)],
+            _, values = sess.run(one_run_steps[dcgan.loss_kind.g_updates_after(step)],
                                  {dcgan.images: images, dcgan.z: z, dcgan.is_training: True})
             losses.append(values)
             scale_log.append(scales(sess))

@@ -48,7 +48,7 @@ def test_critic_has_no_sigmoid_no_batch_norm_and_trains_on_n_critic_steps(sess):
     z = rng.uniform(-1, 1, (4, 8))
     score = sess.run(dcgan.D, {dcgan.images: images * 50, dcgan.is_training: False})
     assert np.abs(score).max() > 1 or np.any(score < 0)  # unbounded, not a probability
-    assert [dcgan.g_updates_after(step) for step in range(1, 7)] == [0, 0, 1, 0, 0, 1]
+    assert [dcgan.loss_kind.g_updates_after(step) for step in range(1, 7)] == [0, 0, 1, 0, 0, 1]
 
     feed = {dcgan.images: images, dcgan.z: z, dcgan.is_training: True}
     g_before = sess.run(dcgan.g_vars)
