@@ -16,9 +16,10 @@ the image down to 4x4. Channel widths are multiples of `gf_dim`/`df_dim`: 8, 4, 
 images, as in the post, capped at 8 for bigger images.
 
 The class holds the post's methods in the post's order (`build_model`, `generator`,
-`discriminator`, `train`, `save`, `load`), then ours, marked as additions: the WGAN-GP loss, the
-optimisers and the one-run step, sample grids, generation and per-epoch evaluation. `train`
-holds the post's loop and its three `sess.run` calls; the run machinery it owns (checkpoints,
+`discriminator`, `train`, `save`, `load`), then ours, marked as additions: the optimisers and
+the training step, sample grids, generation and per-epoch evaluation; the posts' loss comes
+before the class (GANLoss), our loss kinds after it. `train` holds the post's loop, whose D and
+G updates run as one op every step; the run machinery it owns (checkpoints,
 stop requests, logs) is extras.run.TrainingRun, the image data is extras/dataset.py, and image
 completion gantut_complete.py.
 """
@@ -256,8 +257,8 @@ class DCGAN(object):
         train_rows, holdout_rows = split_holdout(len(images), config.holdout)
         holdout_images = images[holdout_rows[:config.eval_samples]]
         batch_idxs = len(train_rows) // self.batch_size
-        d_optim, g_optim, one_run_steps = self.optimizers(config.learning_rate, config.beta1,
-                                                          config.beta2)
+        # Ours: the post's D and G updates (d_optim, g_optim) built into the training step.
+        _, _, step_ops = self.optimizers(config.learning_rate, config.beta1, config.beta2)
         # Ours: the position, Saver, writer, loss log, speed and stop requests (extras.run).
         run = TrainingRun(self.sess, config, self.model_name, self.shape_flags,
                           config.epoch * batch_idxs, self.batch_size)
@@ -274,22 +275,18 @@ class DCGAN(object):
                     step += 1
                     batch_z = rng.uniform(-1, 1, [self.batch_size, self.z_dim])
                     feed = {self.images: batch_images, self.z: batch_z, self.is_training: True}
-                    g_updates = self.loss_kind.g_updates_after(step)
+                    # Update D network, then G network twice "to make sure that d_loss does
+                    # not go to zero" (WGAN-GP: once every n_critic steps): d_optim and the G
+                    # updates chained into one op (one_run_step), run once; on summary steps
+                    # the summaries of its forward pass come with it.
+                    step_op = step_ops[self.loss_kind.g_updates_after(step)]
                     if step % config.summary_freq == 0:
-                        # Update D network
-                        _, losses, summary_str = self.sess.run(
-                            [d_optim, self.losses, self.d_sum], feed)
-                        run.writer.add_summary(summary_str, step)
-                        # Update G network, twice "to make sure that d_loss does not go to
-                        # zero" (WGAN-GP: once every n_critic steps); the last one's summary
-                        for _ in range(g_updates):
-                            _, losses["g_loss"], summary_str = self.sess.run(
-                                [g_optim, self.g_loss, self.g_sum], feed)
-                        if g_updates:
-                            run.writer.add_summary(summary_str, step)
+                        (_, losses), d_summary, g_summary = self.sess.run(
+                            [step_op, self.d_sum, self.g_sum], feed)
+                        run.writer.add_summary(d_summary, step)
+                        run.writer.add_summary(g_summary, step)
                     else:
-                        # Ours: the same D and G updates in one run (one_run_step), faster.
-                        _, losses = self.sess.run(one_run_steps[g_updates], feed)
+                        _, losses = self.sess.run(step_op, feed)
                     print("Epoch [%2d] [%4d/%4d] time: %4.4f, %s, %s"
                           % (epoch, idx, batch_idxs, run.speed.elapsed(),
                              ", ".join("%s: %.8f" % item for item in losses.items()),

@@ -110,7 +110,7 @@ def endless_batches(images, batch_size, augment=False):
 def tf_training(threads, bf16, image_size, batch_size, loss=GANLoss.name, fused_bn=False,
                 mixed_precision=False):
     """(model, step): the project's DCGAN in its own graph and session, and a function training
-    it one step on (batch, noise) as the trainer's steps without summaries do (its one-run step,
+    it one step on (batch, noise) as the trainer's steps do (its one-run step,
     with the trainer's Adam settings for `loss`)."""
     mixed = mixed_precision_plan(mixed_precision, gpu_visible())
     with tf.Graph().as_default(), \

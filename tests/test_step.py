@@ -1,6 +1,7 @@
-"""DCGAN.train's two branches compute the same step: the one-run step (no summaries due) and the
-posts' three `sess.run` calls (summaries due) make one D update, then two G updates on the same
-noise, in float32 real sessions, with either batch norm kernel."""
+"""The training step is one op that every step runs: the post's D update, then its G updates,
+chained. It computes what the post's three `sess.run` calls of `d_optim` and `g_optim` compute,
+in float32 real sessions, with either batch norm kernel; fetching the summaries beside it, as
+summary steps do, changes nothing."""
 import types
 
 import numpy as np
@@ -10,16 +11,15 @@ import tensorflow.compat.v1 as tf
 from gantut_gan import DCGAN
 
 STEPS = 3
+SHAPE = dict(image_size=16, batch_size=8, sample_size=8, z_dim=8, gf_dim=4, df_dim=4, n_critic=2)
 
 
-def config(folder, summary_freq):
-    """The trainer's flags for STEPS steps of batch 8, summaries every `summary_freq` steps."""
-    return types.SimpleNamespace(
-        epoch=1, learning_rate=0.0002, beta1=0.5, beta2=0.999, train_size=np.inf, batch_size=8,
-        dataset=None, checkpoint_dir=str(folder / "c"), sample_dir=str(folder / "s"),
-        logs_dir=str(folder / "l"), sample_freq=100, ckpt_freq=100, summary_freq=summary_freq,
-        seed=0, max_to_keep=1, progress_gif=False, holdout=0.0, eval_every_epoch=False,
-        eval_samples=8, augment=False)
+def feeds(dcgan):
+    """STEPS feeds of random images and noise, the same on every call."""
+    rng = np.random.default_rng(0)
+    return [{dcgan.images: rng.uniform(-1, 1, (8, 16, 16, 3)),
+             dcgan.z: rng.uniform(-1, 1, (8, 8)), dcgan.is_training: True}
+            for _ in range(STEPS)]
 
 
 def adam_updates(sess):
@@ -28,49 +28,95 @@ def adam_updates(sess):
     return [int(round(np.log(value) / np.log(0.5))) - 1 for value in sess.run(powers)]
 
 
-def train(folder, loss, fused_bn, summary_freq):
-    """Train STEPS steps from seed 0 in a fresh graph; return (losses per step, Adam's update
-    counts, G's batch-norm moving averages by name)."""
-    for name in "csl":
-        (folder / name).mkdir(parents=True)
-    images = np.random.default_rng(0).integers(0, 256, (8 * STEPS, 16, 16, 3), dtype=np.uint8)
+def g_moving_averages(sess):
+    """G's batch-norm moving averages by name."""
+    averages = [var for var in tf.global_variables()
+                if "/moving_" in var.op.name and var.op.name.startswith("generator/")]
+    return dict(zip([var.op.name for var in averages], sess.run(averages)))
+
+
+def run_steps(loss, fused_bn, step):
+    """STEPS steps from seed 0 in a fresh graph, each made by `step(dcgan, sess, ops, feed)`;
+    return (its losses per step, Adam's update counts, G's moving averages)."""
     with tf.Graph().as_default(), tf.Session() as sess:
         tf.set_random_seed(0)
-        dcgan = DCGAN(sess, image_size=16, batch_size=8, sample_size=8, z_dim=8, gf_dim=4,
-                      df_dim=4, loss=loss, n_critic=2, fused_bn=fused_bn)
-        dcgan.train(config(folder, summary_freq), images)
-        # G's: D's real and fake passes both update D's averages, in either order, so those
-        # differ from run to run in either branch.
-        averages = [var for var in tf.global_variables()
-                    if "/moving_" in var.op.name and var.op.name.startswith("generator/")]
-        averages = dict(zip([var.op.name for var in averages], sess.run(averages)))
-        updates = adam_updates(sess)
-    rows = np.genfromtxt(folder / "l" / "losses.csv", delimiter=",", names=True)
-    return rows, updates, averages
+        dcgan = DCGAN(sess, loss=loss, fused_bn=fused_bn, **SHAPE)
+        ops = dcgan.optimizers(**dcgan.loss_kind.adam)
+        sess.run(tf.global_variables_initializer())
+        losses = [step(dcgan, sess, ops, feed, number)
+                  for number, feed in enumerate(feeds(dcgan), 1)]
+        return losses, adam_updates(sess), g_moving_averages(sess)
+
+
+def posts_three_runs(dcgan, sess, ops, feed, number):
+    """The post's step: d_optim, then g_optim as often as the loss kind says."""
+    d_optim, g_optim, _ = ops
+    _, losses = sess.run([d_optim, dcgan.losses], feed)
+    for _ in range(dcgan.loss_kind.g_updates_after(number)):
+        _, losses["g_loss"] = sess.run([g_optim, dcgan.g_loss], feed)
+    return losses
+
+
+def the_step(dcgan, sess, ops, feed, number, summaries=False):
+    """train's step: the one op, with the summaries fetched beside it if `summaries`."""
+    step_op = ops[2][dcgan.loss_kind.g_updates_after(number)]
+    if summaries:
+        (_, losses), d_summary, g_summary = sess.run([step_op, dcgan.d_sum, dcgan.g_sum], feed)
+        assert tf.Summary.FromString(d_summary).value and tf.Summary.FromString(g_summary).value
+        return losses
+    return sess.run(step_op, feed)[1]
 
 
 @pytest.mark.parametrize("loss, fused_bn", [("gan", False), ("gan", True), ("wgan-gp", False)])
-def test_one_run_step_matches_the_posts_three_runs(tmp_path, loss, fused_bn):
-    one_run, one_run_updates, one_run_averages = train(tmp_path / "one", loss, fused_bn, 10**6)
-    three_runs, updates, averages = train(tmp_path / "three", loss, fused_bn, 1)
+def test_the_step_computes_the_posts_three_runs(loss, fused_bn):
+    ours, ours_updates, ours_averages = run_steps(loss, fused_bn, the_step)
+    posts, updates, averages = run_steps(loss, fused_bn, posts_three_runs)
 
     # The posts' loss: 2 G updates per D update; WGAN-GP: one after every n_critic (2).
     g_expected = 2 * STEPS if loss == "gan" else STEPS // 2
-    assert one_run_updates == updates == [STEPS, g_expected]
-    assert one_run.dtype.names == three_runs.dtype.names
+    assert ours_updates == updates == [STEPS, g_expected]
     # WGAN-GP's penalty draws its own random points in every run, so only the first step's
     # critic scores, before any update, are the same; the posts' loss has no such draw.
-    names, checked = (["d_loss", "g_loss"], one_run) if loss == "gan" else \
-        (["wasserstein_estimate"], one_run[:1])
+    names, steps = (["d_loss", "g_loss"], STEPS) if loss == "gan" else \
+        (["wasserstein_estimate"], 1)
     for name in names:
-        np.testing.assert_allclose(checked[name], three_runs[name][:len(checked)], rtol=1e-4,
-                                   err_msg=name)
-    assert len(set(np.round(one_run["d_loss"], 6))) == STEPS  # it trains
+        # Within float32's noise: the chained op may sum in another order than separate runs.
+        np.testing.assert_allclose([row[name] for row in ours[:steps]],
+                                   [row[name] for row in posts[:steps]], rtol=5e-4, err_msg=name)
+    assert len({round(float(row["d_loss"]), 6) for row in ours}) == STEPS  # it trains
     # Batch norm's moving averages end the same: the first G update's reused G pass updates
-    # them as a G run of the posts does, twice per step in all. (Weights are not compared:
+    # them as a G run of the post does, twice per step in all. (Weights are not compared:
     # Adam's first steps move a weight by about the learning rate whatever the gradient's
     # size, so float noise on a near-zero gradient flips the sign of its step.)
-    assert sorted(one_run_averages) == sorted(averages)
+    assert sorted(ours_averages) == sorted(averages)
     for name, value in averages.items():
-        np.testing.assert_allclose(one_run_averages[name], value, rtol=1e-3, atol=1e-4,
+        np.testing.assert_allclose(ours_averages[name], value, rtol=1e-3, atol=1e-4,
                                    err_msg=name)
+
+
+def test_fetching_the_summaries_beside_the_step_changes_nothing():
+    plain = run_steps("gan", False, the_step)
+    with_summaries = run_steps("gan", False, lambda *args: the_step(*args, summaries=True))
+    assert plain[1] == with_summaries[1]
+    for ours, theirs in zip(plain[0], with_summaries[0]):
+        for name in ours:
+            np.testing.assert_allclose(ours[name], theirs[name], rtol=1e-6, err_msg=name)
+
+
+def test_train_runs_the_step_on_every_step_and_writes_summaries_when_due(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    images = np.random.default_rng(0).integers(0, 256, (8 * STEPS, 16, 16, 3), dtype=np.uint8)
+    for name in "csl":  # the post's script makes the folders, as the trainer does
+        (tmp_path / name).mkdir()
+    config = types.SimpleNamespace(epoch=1, batch_size=8, checkpoint_dir=str(tmp_path / "c"),
+                                   sample_dir=str(tmp_path / "s"), logs_dir=str(tmp_path / "l"),
+                                   summary_freq=2, seed=0, progress_gif=False, holdout=0.0,
+                                   eval_every_epoch=False)
+    with tf.Graph().as_default(), tf.Session() as sess:
+        dcgan = DCGAN(sess, **SHAPE)
+        dcgan.train(config, images)
+        assert adam_updates(sess) == [STEPS, 2 * STEPS]
+    events = EventAccumulator(str(tmp_path / "l"))
+    events.Reload()
+    assert [event.step for event in events.Scalars("d_loss")] == [2]
+    assert [event.step for event in events.Scalars("g_loss")] == [2]
