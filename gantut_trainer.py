@@ -49,7 +49,7 @@ import tensorflow.compat.v1 as tf
 from absl import app
 
 from gantut_complete import CompletionError, complete_images
-from extras.device import choose_device
+from extras.device import choose_device, gpu_visible
 from extras.config import DEFAULTS
 from extras.dataset import DatasetError, load_dataset, split_holdout, user_cache_dir
 from extras.flags import choose_for_machine, define, define_shared
@@ -58,7 +58,7 @@ from gantut_imgfuncs import grid_shape, inverse_transform, save_images, to_uint8
 from gantut_quiz import write_quiz
 from extras.precision import mixed_precision_plan
 from extras.run import (Position, bf16_wins, checkpoint_paths, fused_batch_norm_wins,
-                        gpu_visible, log_metrics, new_session, parse_flags, record_settings,
+                        log_metrics, new_session, parse_flags, record_settings,
                         saved_position, saved_settings, training_folders)
 from extras.utils import node_line
 

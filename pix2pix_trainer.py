@@ -36,14 +36,14 @@ import sys
 import tensorflow.compat.v1 as tf
 from absl import app
 
-from extras.device import choose_device
+from extras.device import choose_device, gpu_visible
 from extras.dataset import DatasetError, split_holdout
 from extras.flags import choose_for_machine, define, define_shared
 from gantut_imgfuncs import center_crop, imread, save_images, transform
 from extras.pix2pix import (MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, UNREADABLE, Pix2Pix, load_pairs,
                             receptive_field, valid_image_size)
 from extras.precision import mixed_precision_plan
-from extras.run import (bf16_wins, first_line, gpu_visible, new_session, parse_flags,
+from extras.run import (bf16_wins, first_line, new_session, parse_flags,
                         record_settings, saved_settings, training_folders)
 from extras.utils import Progress, image_files, node_line
 

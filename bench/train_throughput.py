@@ -37,12 +37,12 @@ import numpy as np  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402
 
 from demo_faces import make_demo_dataset  # noqa: E402
-from extras.device import choose_device  # noqa: E402
+from extras.device import choose_device, gpu_visible  # noqa: E402
 from extras.dataset import augment_images, feed_batches, load_dataset  # noqa: E402
 from gantut_gan import DCGAN, GANLoss, LOSSES  # noqa: E402
 from extras.precision import mixed_precision_plan  # noqa: E402
 from extras.run import (BF16_INSTRUCTIONS, bf16_wins, cpu_flags, cpu_info,  # noqa: E402
-                        fused_batch_norm_wins, gpu_visible, session_config)
+                        fused_batch_norm_wins, session_config)
 from extras.utils import ALL_CORES  # noqa: E402
 
 PEERS = ("torch", "torch-compile")

@@ -23,7 +23,7 @@ import contextlib
 
 import tensorflow.compat.v1 as tf
 
-from extras.run import gpu_visible
+from extras.device import gpu_visible
 
 # The largest output side measured faster by patches (4x4; at 8x8 TensorFlow's kernel wins).
 PATCH_GRADIENT_MAX_SIDE = 4

@@ -11,6 +11,11 @@ import tensorflow.compat.v1 as tf
 DEVICES = ("auto", "gpu", "cpu")
 
 
+def gpu_visible():
+    """True if TensorFlow sees a GPU that --device left visible."""
+    return bool(tf.config.get_visible_devices("GPU"))
+
+
 def nvidia_smi_listing():
     """What `nvidia-smi -L` prints (one `GPU i: NAME (UUID: ...)` line per GPU); "" where there
     is no nvidia-smi or it fails (no driver)."""

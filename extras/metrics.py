@@ -23,7 +23,7 @@ import numpy as np
 import scipy.linalg
 import tensorflow.compat.v1 as tf
 
-from align_faces import default_predictor_path, detect_faces, load_models, pick_face
+from extras.faces import default_predictor_path, detect_faces, largest_face, load_models
 
 # Faces are searched on a copy of each crop scaled to this side. dlib's HOG detector scans an
 # 80 px window over shrinking copies of an image, so at 128 px it finds faces down to 40 px of a
@@ -95,7 +95,7 @@ def detection_image(image):
 def face_box(big, margin, detector):
     """(box, found): the face dlib detects in a detection image, else the crop's own rectangle
     (the crops are aligned: it frames the face where a real face would be)."""
-    box, _ = pick_face(detect_faces(big, detector, upsample=0))
+    box = largest_face(detect_faces(big, detector, upsample=0))
     if box is not None:
         return box, True
     return dlib.rectangle(margin, margin, big.shape[1] - margin - 1,

@@ -36,6 +36,7 @@ from absl import flags
 from tensorflow.core.protobuf import rewriter_config_pb2
 
 from gantut_imgfuncs import save_images
+from extras.device import gpu_visible
 from extras.plots import plot_losses
 from extras.precision import LOSS_SCALE_VARIABLES
 from extras.utils import (FolderBusy, atomic_path, folder_lock, format_seconds, read_json,
@@ -373,11 +374,6 @@ BF16_INSTRUCTIONS = {"avx512_bf16", "amx_bf16"}
 def cpu_has_bf16():
     """True if this CPU computes in bfloat16 natively (AVX512-BF16 or AMX)."""
     return bool(BF16_INSTRUCTIONS & cpu_flags())
-
-
-def gpu_visible():
-    """True if TensorFlow sees a GPU that --device left visible."""
-    return bool(tf.config.get_visible_devices("GPU"))
 
 
 def bf16_wins():

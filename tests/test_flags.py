@@ -24,9 +24,11 @@ def imported(module):
     """{"flags": [(name, help, default)] of the flags `module` defines, in definition order,
     "probed": the device probes its import called} (each trainer is imported in its own
     process, once: both define --dataset)."""
-    script = ("import json, extras.run as run\nprobed = []\n"
-              "for name in ('cpu_flags', 'gpu_visible'):\n"
-              "    setattr(run, name, lambda name=name: probed.append(name) or set())\n"
+    # gpu_visible is patched where it is defined, before extras.run imports it.
+    script = ("import json, extras.device as device\nprobed = []\n"
+              "def probe(name):\n    return lambda: probed.append(name) or set()\n"
+              "device.gpu_visible = probe('gpu_visible')\n"
+              "import extras.run as run\nrun.cpu_flags = probe('cpu_flags')\n"
               "import %s\nfrom absl import flags\n"
               "print(json.dumps({'probed': probed, 'flags': [(f.name, f.help, f.default if "
               "f.default != float('inf') else 'inf') for f in "
