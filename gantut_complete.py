@@ -1,10 +1,10 @@
 """Image completion with the trained DCGAN: the goal Part 1 of "Generative Adversarial Network
 (GAN) in TensorFlow" sets out (after B. Amos's "Image Completion with Deep Learning in
-TensorFlow"): the masks (`make_mask`), the losses on G and D (`build_completion`), the search
-over z (`complete`) and the output files (`complete_images`). Follows Brandon Amos's
-dcgan-completion.tensorflow (github.com/bamos/dcgan-completion.tensorflow, MIT License,
-Copyright (c) 2016 Brandon Amos, on Taehoon Kim's DCGAN-tensorflow, Copyright (c) 2016 Taehoon
-Kim; parts of it under Apache 2.0).
+TensorFlow"): the masks (`make_mask`), the losses on G and D (`Completion`, built over the
+model), the search over z (`Completion.complete`) and the output files (`complete_images`).
+Follows Brandon Amos's dcgan-completion.tensorflow (github.com/bamos/dcgan-completion.tensorflow,
+MIT License, Copyright (c) 2016 Brandon Amos, on Taehoon Kim's DCGAN-tensorflow, Copyright (c)
+2016 Taehoon Kim; parts of it under Apache 2.0).
 
     ./gantut_trainer.py --complete --dataset demo --mask center --completions_dir completions
 """
@@ -81,46 +81,48 @@ def read_images(pattern, image_size, c_dim, is_crop, limit):
     return paths, np.stack(images)
 
 
-def build_completion(dcgan):
-    """Build once, on `dcgan`'s G and D in inference mode, Part 1's in-painting losses per image:
-    contextual (L1 to the image where `mask` is 1), perceptual (the generator loss) and complete
-    = contextual + lam * perceptual, with its gradient with respect to z."""
-    if hasattr(dcgan, "complete_loss"):
-        return
-    with tf.name_scope("completion"):
-        dcgan.mask = tf.placeholder(tf.float32, dcgan.images.shape, name="mask")
-        dcgan.contextual_loss = tf.reduce_sum(
-            tf.abs(dcgan.mask * dcgan.G - dcgan.mask * dcgan.images), axis=[1, 2, 3])
-        dcgan.perceptual_loss = dcgan.loss_kind.perceptual_loss(dcgan.D_logits_)
-        dcgan.complete_loss = dcgan.contextual_loss + dcgan.lam * dcgan.perceptual_loss
-        dcgan.grad_complete_loss = tf.gradients(dcgan.complete_loss, dcgan.z)[0]
+class Completion(object):
+    """Part 1's in-painting losses per image, built over `dcgan`'s G and D (run in inference
+    mode): contextual (L1 to the image where `mask` is 1), perceptual (the loss kind's
+    generator loss) and complete = contextual + lam * perceptual, with its gradient with respect
+    to z."""
 
+    def __init__(self, dcgan):
+        self.dcgan = dcgan
+        with tf.name_scope("completion"):
+            self.mask = tf.placeholder(tf.float32, dcgan.images.shape, name="mask")
+            self.contextual_loss = tf.reduce_sum(
+                tf.abs(self.mask * dcgan.G - self.mask * dcgan.images), axis=[1, 2, 3])
+            self.perceptual_loss = dcgan.loss_kind.perceptual_loss(dcgan.D_logits_)
+            self.complete_loss = self.contextual_loss + dcgan.lam * self.perceptual_loss
+            self.grad_complete_loss = tf.gradients(self.complete_loss, dcgan.z)[0]
 
-def complete(dcgan, images, mask, n_iter=1000, lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8,
-             seed=None, report=None):
-    """Fill the pixels where `mask` is 0 in `images` ([-1, 1]) by Adam steps on z clipped to
-    [-1, 1] (Part 1), calling `report(i, G(z))` every 50 iterations and at the end; return
-    (G(z), contextual loss per iteration and image: n_iter + 1 rows)."""
-    build_completion(dcgan)
-    z = np.random.default_rng(seed).uniform(-1, 1, [len(images), dcgan.z_dim])
-    feed = {dcgan.images: images, dcgan.mask: np.broadcast_to(mask, images.shape),
-            dcgan.is_training: False}
-    m, v, history = 0.0, 0.0, []
-    progress = Progress("completing %d image(s)" % len(images), n_iter + 1, "iterations")
-    for i in range(n_iter + 1):
-        feed[dcgan.z] = z
-        contextual, generated, grad = dcgan.sess.run(
-            [dcgan.contextual_loss, dcgan.G, dcgan.grad_complete_loss], feed)
-        history.append(contextual)
-        progress.advance()
-        if report is not None and (i % 50 == 0 or i == n_iter):
-            report(i, generated)
-        if i == n_iter:
-            return generated, np.array(history)
-        m = beta1 * m + (1 - beta1) * grad
-        v = beta2 * v + (1 - beta2) * grad ** 2
-        step = lr * (m / (1 - beta1 ** (i + 1))) / (np.sqrt(v / (1 - beta2 ** (i + 1))) + eps)
-        z = np.clip(z - step, -1, 1)
+    def complete(self, images, mask, n_iter=1000, lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8,
+                 seed=None, report=None):
+        """Fill the pixels where `mask` is 0 in `images` ([-1, 1]) by Adam steps on z clipped
+        to [-1, 1], calling `report(i, G(z))` every 50 iterations and at the end; return (G(z),
+        contextual loss per iteration and image: n_iter + 1 rows)."""
+        dcgan = self.dcgan
+        z = np.random.default_rng(seed).uniform(-1, 1, [len(images), dcgan.z_dim])
+        feed = {dcgan.images: images, self.mask: np.broadcast_to(mask, images.shape),
+                dcgan.is_training: False}
+        m, v, history = 0.0, 0.0, []
+        progress = Progress("completing %d image(s)" % len(images), n_iter + 1, "iterations")
+        for i in range(n_iter + 1):
+            feed[dcgan.z] = z
+            contextual, generated, grad = dcgan.sess.run(
+                [self.contextual_loss, dcgan.G, self.grad_complete_loss], feed)
+            history.append(contextual)
+            progress.advance()
+            if report is not None and (i % 50 == 0 or i == n_iter):
+                report(i, generated)
+            if i == n_iter:
+                return generated, np.array(history)
+            m = beta1 * m + (1 - beta1) * grad
+            v = beta2 * v + (1 - beta2) * grad ** 2
+            m_hat, v_hat = m / (1 - beta1 ** (i + 1)), v / (1 - beta2 ** (i + 1))
+            step = lr * m_hat / (np.sqrt(v_hat) + eps)
+            z = np.clip(z - step, -1, 1)
 
 
 def complete_images(dcgan, config):
@@ -140,8 +142,8 @@ def complete_images(dcgan, config):
         blended = mask * images + (1 - mask) * generated
         save_images(blended, grid, os.path.join(out, "blended_%04d.png" % iteration))
 
-    _, history = complete(dcgan, images, mask, n_iter=config.nIter, seed=config.seed,
-                          report=report)
+    _, history = Completion(dcgan).complete(images, mask, n_iter=config.nIter,
+                                            seed=config.seed, report=report)
     write_loss_table(os.path.join(out, "contextual_loss.csv"), paths, history)
     return history
 

@@ -11,7 +11,7 @@ import tensorflow.compat.v1 as tf
 from PIL import Image
 
 from conftest import MODEL_EPOCHS, assert_refused, checkpoint_steps, run_trainer, write_images
-from gantut_complete import CompletionError, complete, make_mask, read_images
+from gantut_complete import Completion, CompletionError, make_mask, read_images
 from gantut_gan import DCGAN
 from gantut_quiz import write_quiz
 
@@ -91,7 +91,7 @@ def test_completion_lowers_the_contextual_loss(sess, kind):
     # Targets the generator can reach: its own outputs for some hidden z.
     images = dcgan.generate(np.random.default_rng(0).uniform(-1, 1, [4, 8]))
     mask = make_mask(kind, 16, seed=0)
-    generated, history = complete(dcgan, images, mask, n_iter=60, seed=1)
+    generated, history = Completion(dcgan).complete(images, mask, n_iter=60, seed=1)
     assert history.shape == (61, 4)
     assert np.all(history[-1] < history[0] * 0.8)
 
