@@ -125,11 +125,11 @@ class Completion(object):
             z = np.clip(z - step, -1, 1)
 
 
-def complete_images(dcgan, config):
-    """Complete `config.imgs` under `config.mask` into `config.completions_dir` (Part 1): before.png,
-    masked.png, generated_IIII.png and blended_IIII.png every 50 iterations and at the end, and
-    contextual_loss.csv; return the contextual loss history."""
-    paths, images = read_images(config.imgs, dcgan.image_size, dcgan.c_dim, config.is_crop,
+def complete_images(dcgan, imgs, config):
+    """Complete the images of the glob `imgs` under `config.mask` into `config.completions_dir`
+    (Part 1): before.png, masked.png, generated_IIII.png and blended_IIII.png every 50
+    iterations and at the end, and contextual_loss.csv; return the contextual loss history."""
+    paths, images = read_images(imgs, dcgan.image_size, dcgan.c_dim, config.is_crop,
                                 config.batch_size)
     mask = make_mask(config.mask, dcgan.image_size, config.seed)
     out, grid = config.completions_dir, grid_shape(len(images))

@@ -41,6 +41,7 @@ stopped; Ctrl-C saves a checkpoint first.
 """
 import extras.tfenv  # first: TensorFlow's log level is read when it loads (see the module)
 
+import dataclasses
 import os
 import sys
 
@@ -50,7 +51,7 @@ from absl import app
 
 from gantut_complete import CompletionError, complete_images
 from extras.device import choose_device, gpu_visible
-from extras.config import DEFAULTS
+from extras.config import DEFAULTS, TrainingConfig
 from extras.dataset import DatasetError, load_dataset, split_holdout, user_cache_dir
 from extras.flags import choose_for_machine, define, define_shared
 from gantut_gan import DCGAN, GANLoss, LOSSES, image_size_error, valid_image_size
@@ -209,14 +210,14 @@ def flag_shape():
     return {name: FLAGS[name].value for name in DCGAN.shape_flags}
 
 
-def choose_adam_settings():
-    """The loss kind's own Adam settings for those the user did not set; print the values
-    used."""
-    for name, value in LOSSES[FLAGS.loss].adam.items():
-        if not FLAGS[name].present:
-            FLAGS[name].value = value
+def training_config():
+    """What DCGAN.train reads, from the flags, with the loss kind's own Adam settings for those
+    the user did not set; prints the Adam settings used."""
+    adam = {name: FLAGS[name].value if FLAGS[name].present else value
+            for name, value in LOSSES[FLAGS.loss].adam.items()}
     print(" [*] --loss %s: Adam learning_rate %g, beta1 %g, beta2 %g"
-          % (FLAGS.loss, FLAGS.learning_rate, FLAGS.beta1, FLAGS.beta2))
+          % (FLAGS.loss, adam["learning_rate"], adam["beta1"], adam["beta2"]))
+    return dataclasses.replace(TrainingConfig.of(FLAGS), **adam)
 
 
 def train(machine, device, mixed):
@@ -231,13 +232,13 @@ def train(machine, device, mixed):
         print(device)
         print(speed_line(machine, mixed))
         record_settings(FLAGS.checkpoint_dir, DCGAN.model_name, shape, LEGACY_SETTINGS)
-        choose_adam_settings()
+        config = training_config()
         with new_session(FLAGS.threads, FLAGS.bf16, FLAGS.seed, mixed.float16) as sess:
             dcgan = DCGAN(sess, batch_size=FLAGS.batch_size, is_crop=FLAGS.is_crop,
                           checkpoint_dir=FLAGS.checkpoint_dir, gp_lambda=FLAGS.gp_lambda,
                           n_critic=FLAGS.n_critic, fused_bn=FLAGS.fused_bn,
                           loss_scale=mixed.loss_scale, g_average=FLAGS.g_average, **shape)
-            dcgan.train(FLAGS, images)
+            dcgan.train(config, images)
 
 
 def speed_line(machine, mixed):
@@ -270,10 +271,9 @@ def use_trained_model():
         rng = np.random.default_rng(FLAGS.seed)
         if FLAGS.complete:
             folder = dataset_folder(shape["image_size"])  # --dataset demo: drawn on first use
-            if FLAGS.imgs is None:
-                FLAGS.imgs = os.path.join(folder, "**", "*.png")
+            imgs = FLAGS.imgs or os.path.join(folder, "**", "*.png")
             try:
-                complete_images(dcgan, FLAGS)
+                complete_images(dcgan, imgs, FLAGS)
             except CompletionError as err:
                 sys.exit("error: %s" % err)
         elif FLAGS.export:

@@ -6,7 +6,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ import tensorflow.compat.v1 as tf
 from conftest import REPO, checkpoint_steps
 
 from gantut_gan import DCGAN
+from extras.config import TrainingConfig
 from extras.run import Position, TrainingError, TrainingRun, saved_position
 
 MODEL = "Toy.model"
@@ -26,7 +26,7 @@ def config(folder, **overrides):
                  max_to_keep=0, seed=5, ckpt_freq=3, learning_rate=0.1)
     for name in ("checkpoint_dir", "logs_dir"):
         os.makedirs(flags[name], exist_ok=True)
-    return types.SimpleNamespace(**{**flags, **overrides})
+    return TrainingConfig(**{**flags, **overrides})
 
 
 def toy_run(sess, flags, total_steps=10):
@@ -107,12 +107,11 @@ def test_the_loss_log_matches_the_checkpoint_it_was_saved_with(sess, tmp_path):
 def test_a_checkpoint_from_before_the_run_object_resumes_where_it_stopped(sess, tmp_path):
     """tests/data/checkpoint_v1 was written by the trainer when the model kept its own position
     (24 images of 16x16, batch 4, --seed 3, stopped at step 9: epoch 1, batch 3)."""
-    flags = types.SimpleNamespace(
-        epoch=2, learning_rate=0.0002, beta1=0.5, beta2=0.999, train_size=np.inf, batch_size=4,
-        dataset=None, checkpoint_dir=str(tmp_path / "checkpoint"),
-        sample_dir=str(tmp_path / "samples"), logs_dir=str(tmp_path / "logs"), sample_freq=100,
-        ckpt_freq=100, summary_freq=2, seed=None, max_to_keep=0, progress_gif=False,
-        holdout=0.0, eval_every_epoch=False, eval_samples=8, augment=False)
+    flags = TrainingConfig(
+        epoch=2, batch_size=4, dataset=None, checkpoint_dir=str(tmp_path / "checkpoint"),
+        sample_dir=str(tmp_path / "samples"), logs_dir=str(tmp_path / "logs"), ckpt_freq=100,
+        summary_freq=2, max_to_keep=0, progress_gif=False, holdout=0.0, eval_every_epoch=False,
+        eval_samples=8)
     shutil.copytree(DATA, flags.checkpoint_dir)
     for folder in (flags.sample_dir, flags.logs_dir):
         os.makedirs(folder)

@@ -12,12 +12,12 @@ differ by about 3e-5 after 5 steps).
 import os
 import subprocess
 import sys
-import types
 
 import numpy as np
 import tensorflow.compat.v1 as tf
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from extras.config import TrainingConfig  # noqa: E402
 from gantut_gan import DCGAN  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "five_steps.npz")
@@ -27,12 +27,11 @@ SHAPE = dict(image_size=16, c_dim=3, z_dim=8, gf_dim=4, df_dim=4, batch_size=8, 
 
 def config(folder, epochs, learning_rate=0.0002):
     """The trainer's flags for a float32 run of `epochs` epochs in `folder` (5 steps each)."""
-    return types.SimpleNamespace(
-        epoch=epochs, learning_rate=learning_rate, beta1=0.5, beta2=0.999, train_size=np.inf,
-        batch_size=SHAPE["batch_size"], dataset=None, checkpoint_dir=os.path.join(folder, "c"),
-        sample_dir=os.path.join(folder, "s"), logs_dir=os.path.join(folder, "l"),
-        sample_freq=100, ckpt_freq=100, summary_freq=2, seed=SEED, max_to_keep=2,
-        progress_gif=False, holdout=0.0, eval_every_epoch=False, eval_samples=8, augment=False)
+    return TrainingConfig(
+        epoch=epochs, learning_rate=learning_rate, batch_size=SHAPE["batch_size"], dataset=None,
+        checkpoint_dir=os.path.join(folder, "c"), sample_dir=os.path.join(folder, "s"),
+        logs_dir=os.path.join(folder, "l"), ckpt_freq=100, summary_freq=2, seed=SEED,
+        max_to_keep=2, progress_gif=False, holdout=0.0, eval_every_epoch=False, eval_samples=8)
 
 
 def session():

@@ -2,12 +2,11 @@
 chained. It computes what the post's three `sess.run` calls of `d_optim` and `g_optim` compute,
 in float32 real sessions, with either batch norm kernel; fetching the summaries beside it, as
 summary steps do, changes nothing."""
-import types
-
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
+from extras.config import TrainingConfig
 from gantut_gan import DCGAN
 
 STEPS = 3
@@ -108,10 +107,10 @@ def test_train_runs_the_step_on_every_step_and_writes_summaries_when_due(tmp_pat
     images = np.random.default_rng(0).integers(0, 256, (8 * STEPS, 16, 16, 3), dtype=np.uint8)
     for name in "csl":  # the post's script makes the folders, as the trainer does
         (tmp_path / name).mkdir()
-    config = types.SimpleNamespace(epoch=1, batch_size=8, checkpoint_dir=str(tmp_path / "c"),
-                                   sample_dir=str(tmp_path / "s"), logs_dir=str(tmp_path / "l"),
-                                   summary_freq=2, seed=0, progress_gif=False, holdout=0.0,
-                                   eval_every_epoch=False)
+    config = TrainingConfig(epoch=1, batch_size=8, checkpoint_dir=str(tmp_path / "c"),
+                            sample_dir=str(tmp_path / "s"), logs_dir=str(tmp_path / "l"),
+                            summary_freq=2, seed=0, progress_gif=False, holdout=0.0,
+                            eval_every_epoch=False)
     with tf.Graph().as_default(), tf.Session() as sess:
         dcgan = DCGAN(sess, **SHAPE)
         dcgan.train(config, images)
