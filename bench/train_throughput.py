@@ -5,13 +5,14 @@ Trains the posts' DCGAN (batch 64, 64x64, one D + two G updates per step) for a 
 steps, fed as gantut_trainer.py feeds it, and times each step and its wait for input. Last line:
 
     train_img_per_s=<median over steps> data_wait_frac=<share of step time spent waiting for input>
+    step_ops=<ops one traced step runs: the host's dispatches per step, whatever the device>
 
     .venv/bin/python bench/train_throughput.py --threads 2 [--bf16 | --no-bf16]
 
 - `--peer torch` (or `torch-compile`): the same model in PyTorch too (bench/torch_peer.py, needs
   bench/requirements.txt), on the same batches and noise, in alternating blocks of steps; last
   line `tf_img_per_s=.. torch_img_per_s=.. ratio=<tf / torch>` (torch_compile_img_per_s);
-- `--loss wgan-gp`: WGAN-GP's steps instead;
+- `--loss wgan-gp` (or another loss kind): its steps instead;
 - `--profile`: the per-op breakdown of one traced step, to --profile_out and stdout;
 - `--mixed_precision`: float16 with loss scaling on an NVIDIA GPU, as the trainers';
 - `--augment`: augmented batches, and `augment_ms_per_batch=<median> augment_share_of_step=<..>`.
@@ -192,13 +193,13 @@ def training_work(images, batch_size, augment=False):
 
 def measure(args, images):
     """Return per-step (seconds, seconds waiting for the batch) for the timed steps, and the
-    placement line of one more, traced, step."""
+    step stats of one more, traced, step."""
     with tf_training(args.threads, args.bf16, args.image_size, args.batch_size,
                      args.loss, args.fused_bn, args.mixed_precision) as (dcgan, train):
         work = training_work(images, args.batch_size, args.augment)
         timings = time_steps(train, work, args.warmup + args.steps)
         traces, _ = traced_step(dcgan, train, work)
-    return np.array(timings[args.warmup:]), placement_line(traces)
+    return np.array(timings[args.warmup:]), traces
 
 
 def measure_with_peer(args, images):
@@ -304,8 +305,8 @@ def traced_step(dcgan, train, work):
     return tracing.traces, wall
 
 
-def placement_line(traces):
-    """Where a traced step's ops ran: `placement: GPU:0 290 ops (97.1% of op time), CPU:0 ...`."""
+def ops_by_device(traces):
+    """{device: (ops run, their op time in microseconds)} of a traced step."""
     per_device = {}
     for stats in traces:
         for device in stats.dev_stats:
@@ -317,6 +318,12 @@ def placement_line(traces):
             count, micros = per_device.get(name, (0, 0))
             per_device[name] = (count + len(nodes),
                                 micros + sum(node.all_end_rel_micros for node in nodes))
+    return per_device
+
+
+def placement_line(traces):
+    """Where a traced step's ops ran: `placement: GPU:0 290 ops (97.1% of op time), CPU:0 ...`."""
+    per_device = ops_by_device(traces)
     total = sum(micros for _, micros in per_device.values()) or 1
     return "placement: " + ", ".join(
         "%s %d ops (%.1f%% of op time)" % (name, count, 100.0 * micros / total)
@@ -350,8 +357,8 @@ def main():
     if args.peer:
         seconds = measure_with_peer(args, images)
     else:
-        timings, placement = measure(args, images)
-        print(placement)
+        timings, traces = measure(args, images)
+        print(placement_line(traces))
     peak_rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print("threads=%d bf16=%s steps=%d batch=%d size=%d peak_rss_gb=%.2f"
           % (args.threads, args.bf16, args.steps, args.batch_size, args.image_size, peak_rss_gb))
@@ -362,7 +369,10 @@ def main():
     else:
         img_per_s = args.batch_size / np.median(timings[:, 0])
         wait_frac = timings[:, 1].sum() / timings[:, 0].sum()
-        print("train_img_per_s=%.1f data_wait_frac=%.4f" % (img_per_s, wait_frac))
+        # step_ops: what a step costs the host in op dispatches, whatever the device.
+        step_ops = sum(count for count, _ in ops_by_device(traces).values())
+        print("train_img_per_s=%.1f data_wait_frac=%.4f step_ops=%d"
+              % (img_per_s, wait_frac, step_ops))
         if args.augment:
             augment_seconds = augment_time(images, args.batch_size)
             print("augment_ms_per_batch=%.2f augment_share_of_step=%.4f"

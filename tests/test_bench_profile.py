@@ -52,3 +52,12 @@ def test_placement_shares_op_time_by_device_without_gpu_streams():
     stream.node_stats.add(node_name="g/deconv", all_end_rel_micros=300)
     assert train_throughput.placement_line([cpu, gpu]) == \
         "placement: GPU:0 2 ops (80.0% of op time), CPU:0 1 ops (20.0% of op time)"
+
+
+def test_step_ops_count_each_op_once_across_devices_and_streams():
+    cpu = step_stats(("d/conv", "Conv2D", 100), ("_SOURCE", "NoOp", 5), ("_SINK", "NoOp", 1))
+    gpu = step_stats(("g/deconv", "Conv2DBackpropInput", 300), ("g/bias", "BiasAdd", 100))
+    gpu.dev_stats[0].device = "/job:localhost/replica:0/task:0/device:GPU:0"
+    gpu.dev_stats.add(device="/device:GPU:0/stream:all").node_stats.add(node_name="g/deconv")
+    assert {name: count for name, (count, _) in
+            train_throughput.ops_by_device([cpu, gpu]).items()} == {"CPU:0": 1, "GPU:0": 2}
