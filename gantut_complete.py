@@ -90,10 +90,13 @@ class Completion(object):
     def __init__(self, dcgan):
         self.dcgan = dcgan
         with tf.name_scope("completion"):
+            self.G = dcgan.inference_tower(lambda: dcgan.generator(dcgan.z, dcgan.is_training))
+            fake_logits = dcgan.inference_tower(lambda: dcgan.discriminator(
+                self.G, reuse=True, train=dcgan.is_training)[1])
             self.mask = tf.placeholder(tf.float32, dcgan.images.shape, name="mask")
             self.contextual_loss = tf.reduce_sum(
-                tf.abs(self.mask * dcgan.G - self.mask * dcgan.images), axis=[1, 2, 3])
-            self.perceptual_loss = dcgan.loss_kind.perceptual_loss(dcgan.D_logits_)
+                tf.abs(self.mask * self.G - self.mask * dcgan.images), axis=[1, 2, 3])
+            self.perceptual_loss = dcgan.loss_kind.perceptual_loss(fake_logits)
             self.complete_loss = self.contextual_loss + dcgan.lam * self.perceptual_loss
             self.grad_complete_loss = tf.gradients(self.complete_loss, dcgan.z)[0]
 
@@ -111,7 +114,7 @@ class Completion(object):
         for i in range(n_iter + 1):
             feed[dcgan.z] = z
             contextual, generated, grad = dcgan.sess.run(
-                [self.contextual_loss, dcgan.G, self.grad_complete_loss], feed)
+                [self.contextual_loss, self.G, self.grad_complete_loss], feed)
             history.append(contextual)
             progress.advance()
             if report is not None and (i % 50 == 0 or i == n_iter):

@@ -40,7 +40,8 @@ class batch_norm(object):
                                           initializer=tf.zeros_initializer())
             moving_variance = tf.get_variable("moving_variance", channels, trainable=False,
                                               initializer=tf.ones_initializer())
-            train = tf.convert_to_tensor(train, dtype=tf.bool)
+            if not isinstance(train, bool):  # a tensor: the mode is chosen at run time
+                train = tf.convert_to_tensor(train, dtype=tf.bool)
             normalise = fused_normalisation if self.fused else plain_normalisation
             y, batch_mean, batch_variance = normalise(x, train, beta, gamma, moving_mean,
                                                       moving_variance, self.epsilon)
@@ -113,10 +114,14 @@ def plain_normalisation(x, train, beta, gamma, moving_mean, moving_variance, eps
     """batch_norm's arithmetic in separate ops (addition: the post's batch norm, written out):
     (normalised x, the batch's mean, its variance)."""
     batch_mean, batch_variance = tf.nn.moments(x, list(range(x.shape.ndims - 1)))
-    # tf.where rather than tf.cond: both statistics are cheap, and no control flow keeps the
-    # graph easy for grappler and oneDNN to fuse.
-    mean = tf.where_v2(train, batch_mean, moving_mean)
-    variance = tf.where_v2(train, batch_variance, moving_variance)
+    if isinstance(train, bool):  # a tower of one mode: nothing to choose at run time
+        mean, variance = ((batch_mean, batch_variance) if train
+                          else (moving_mean, moving_variance))
+    else:
+        # tf.where rather than tf.cond: both statistics are cheap, and no control flow keeps
+        # the graph easy for grappler and oneDNN to fuse.
+        mean = tf.where_v2(train, batch_mean, moving_mean)
+        variance = tf.where_v2(train, batch_variance, moving_variance)
     return (tf.nn.batch_normalization(x, mean, variance, beta, gamma, epsilon), batch_mean,
             batch_variance)
 
@@ -137,6 +142,8 @@ def fused_normalisation(x, train, beta, gamma, moving_mean, moving_variance, eps
         y, _, _ = tf.nn.fused_batch_norm(x, gamma, beta, mean=mean, variance=variance,
                                          epsilon=epsilon, is_training=False)
         return y, mean, variance
+    if isinstance(train, bool):  # a tower of one mode: no switch
+        return batch_statistics() if train else moving_statistics()
     # The cond's gradient needs its intermediates as outputs, and a cond a Session has already
     # run cannot grow them (image completion takes gradients of a restored model): make them now.
     tf.experimental.output_all_intermediates(True)

@@ -191,7 +191,8 @@ class DCGAN(object):
         self.g_vars = [var for var in t_vars if has_prefix(var, "g_")]
         # Ours: G for sample grids, evaluation and generation; on G's averaged weights where
         # there are some, G itself otherwise.
-        self.sampler = self.averaged_generator() if self.g_average else self.G
+        self.sampler = self.averaged_generator() if self.g_average else self.inference_tower(
+            lambda: self.generator(self.z, self.is_training))
 
         with tf.variable_scope("state"):
             # The fixed sample noise lives in the checkpoint too, so a resumed run's grids keep
@@ -202,16 +203,17 @@ class DCGAN(object):
         # Model weights only, enough to generate; training's TrainingRun also keeps Adam's state.
         self.saver = tf.train.Saver(save_relative_paths=True)  # the folder can move
 
-    def generator(self, z):
+    def generator(self, z, train=True):
         """G: noise z -> image in [-1, 1], s x s (4x4 at 64) up to image_size by 5x5 stride-2
-        deconvs (Part 4)."""
+        deconvs (Part 4). `train` (ours): batch norm's mode, a bool for a tower built for one
+        mode (the training step's, no switch in its graph), or the `is_training` tensor."""
         s, gf = self.image_size, self.gf_dim
         with tf.variable_scope("generator"):
             first = self.sizes[0]
             channels = gf * width_multiple(s, first)
             h = linear(z, first * first * channels, "g_h0_lin")
             h = tf.reshape(h, [-1, first, first, channels])
-            h = tf.nn.relu(self.g_bns[0](h, self.is_training))
+            h = tf.nn.relu(self.g_bns[0](h, train))
             # state size. (gf_dim*8) x 4 x 4 at 64x64
             for i, size in enumerate(self.sizes[1:], start=1):
                 last = size == s
@@ -221,13 +223,14 @@ class DCGAN(object):
                     # state size. c_dim x image_size x image_size
                     return tf.nn.tanh(h)
                 # state size. (gf_dim*4) x 8 x 8, (gf_dim*2) x 16 x 16, gf_dim x 32 x 32 at 64x64
-                h = tf.nn.relu(self.g_bns[i](h, self.is_training))
+                h = tf.nn.relu(self.g_bns[i](h, train))
 
-    def discriminator(self, image, reuse=False):
+    def discriminator(self, image, reuse=False, train=True):
         """D: image -> (probability real, logit), by 5x5 stride-2 convs down to s x s, 4x4 at
         64 (Part 4). The WGAN-GP critic returns its unbounded score twice: no sigmoid.
 
         The final reshape takes its size from the graph, not from a hard-coded 64x64 (8192).
+        `train` (ours) as for the generator.
         """
         s, df = self.image_size, self.df_dim
         with tf.variable_scope("discriminator", reuse=reuse):
@@ -235,7 +238,7 @@ class DCGAN(object):
             for i, size in enumerate(reversed(self.sizes[:-1])):
                 h = conv2d(h, df * width_multiple(s, size), name="d_h%d_conv" % i)
                 if self.d_bns[i] is not None:
-                    h = self.d_bns[i](h, self.is_training)
+                    h = self.d_bns[i](h, train)
                 h = lrelu(h)
                 # state size. df_dim x 32 x 32, (df_dim*2) x 16 x 16, ... (df_dim*8) x 4 x 4
             h = tf.reshape(h, [-1, int(np.prod(h.shape[1:]))])
@@ -378,12 +381,18 @@ class DCGAN(object):
 
         def averaged(getter, name, *args, **kwargs):
             return by_name[name] if name in by_name else getter(name, *args, **kwargs)
+        return self.inference_tower(lambda: self.generator(self.z, self.is_training), averaged)
+
+    def inference_tower(self, build, custom_getter=None):
+        """What `build` makes on the model's variables (or those `custom_getter` gives), for
+        inference only (addition): batch norm follows `is_training`, and the tower's batch-norm
+        updates, which no step runs, are left out of UPDATE_OPS."""
         updates = tf.get_collection_ref(tf.GraphKeys.UPDATE_OPS)
         first = len(updates)
-        with tf.variable_scope(tf.get_variable_scope(), reuse=True, custom_getter=averaged):
-            sampler = self.generator(self.z)
-        del updates[first:]  # the tower only samples: its batch-norm updates never run
-        return sampler
+        with tf.variable_scope(tf.get_variable_scope(), reuse=True, custom_getter=custom_getter):
+            tower = build()
+        del updates[first:]
+        return tower
 
     def then_average_g(self, update):
         """`update` (a G update), then with --g_average each average a step towards its

@@ -16,8 +16,14 @@ def tiny_dcgan(sess, **kwargs):
 
 def test_without_it_the_graph_has_no_averages_and_samples_from_g(sess):
     dcgan = tiny_dcgan(sess)
-    assert dcgan.sampler is dcgan.G
     assert not [var for var in tf.global_variables() if var.op.name.startswith("average/")]
+    sess.run(tf.global_variables_initializer())
+    z = np.random.default_rng(0).uniform(-1, 1, [4, 8])
+    # The sampler is G in the mode is_training says; the step's G is G in training mode.
+    np.testing.assert_allclose(sess.run(dcgan.sampler, {dcgan.z: z, dcgan.is_training: True}),
+                               sess.run(dcgan.G, {dcgan.z: z}), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(sess.run(dcgan.sampler, {dcgan.z: z, dcgan.is_training: False}),
+                           sess.run(dcgan.G, {dcgan.z: z}))
 
 
 def test_each_g_update_moves_every_average_towards_its_variable(sess):
@@ -47,8 +53,9 @@ def test_the_sampler_runs_g_on_the_averages(sess):
     dcgan = tiny_dcgan(sess, g_average=DECAY)
     sess.run(tf.global_variables_initializer())
     z = np.random.default_rng(0).uniform(-1, 1, [4, 8])
-    feed = {dcgan.z: z, dcgan.is_training: False}
-    np.testing.assert_array_equal(sess.run(dcgan.sampler, feed), sess.run(dcgan.G, feed))
+    feed = {dcgan.z: z, dcgan.is_training: True}  # both towers in training mode
+    np.testing.assert_allclose(sess.run(dcgan.sampler, feed), sess.run(dcgan.G, feed),
+                               rtol=1e-5, atol=1e-6)
     sess.run([tf.assign(average, average * 1.5) for average in dcgan.g_averages.values()])
     assert not np.allclose(sess.run(dcgan.sampler, feed), sess.run(dcgan.G, feed))
 
