@@ -14,6 +14,8 @@ steps, fed as gantut_trainer.py feeds it, and times each step and its wait for i
   line `tf_img_per_s=.. torch_img_per_s=.. ratio=<tf / torch>` (torch_compile_img_per_s);
 - `--loss wgan-gp` (or another loss kind): its steps instead;
 - `--profile`: the per-op breakdown of one traced step, to --profile_out and stdout;
+- `--host_cost`: the model shrunk to one channel a layer, batch 2, so that a step's time is what
+  the host spends on it; last line `host_ms_per_step=<median> step_ops=<..>`;
 - `--mixed_precision`: float16 with loss scaling on an NVIDIA GPU, as the trainers';
 - `--augment`: augmented batches, and `augment_ms_per_batch=<median> augment_share_of_step=<..>`.
 
@@ -53,6 +55,10 @@ CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter", "FusedConv2
             "DepthwiseConv2dNative")
 
 
+# --host_cost's batch: small enough that a step's time is almost all the host's.
+HOST_COST_BATCH = 2
+
+
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=40, help="timed steps [40]")
@@ -88,7 +94,13 @@ def parse_args():
     parser.add_argument("--profile_out", default="train_step_profile.txt",
                         help="with --profile: the text file it goes to [%(default)s]")
     parser.add_argument("--top", type=int, default=25, help="with --profile: ops listed [25]")
-    return parser.parse_args()
+    parser.add_argument("--host_cost", action="store_true",
+                        help="the step's cost to the host alone: the model shrunk to one channel "
+                             "a layer (gf_dim = df_dim = 1), batch 2; prints host_ms_per_step")
+    args = parser.parse_args()
+    if args.host_cost:
+        args.batch_size = HOST_COST_BATCH
+    return args
 
 
 def demo_images(data_dir, image_size):
@@ -109,16 +121,16 @@ def endless_batches(images, batch_size, augment=False):
 
 @contextlib.contextmanager
 def tf_training(threads, bf16, image_size, batch_size, loss=GANLoss.name, fused_bn=False,
-                mixed_precision=False):
+                mixed_precision=False, width=64):
     """(model, step): the project's DCGAN in its own graph and session, and a function training
     it one step on (batch, noise) as the trainer's steps do (its one-run step,
-    with the trainer's Adam settings for `loss`)."""
+    with the trainer's Adam settings for `loss`); `width`: gf_dim and df_dim."""
     mixed = mixed_precision_plan(mixed_precision, gpu_visible())
     with tf.Graph().as_default(), \
             tf.Session(config=session_config(threads, bf16, mixed.float16)) as sess:
         tf.set_random_seed(0)
         dcgan = DCGAN(sess, image_size=image_size, batch_size=batch_size, loss=loss,
-                      fused_bn=fused_bn, loss_scale=mixed.loss_scale)
+                      fused_bn=fused_bn, loss_scale=mixed.loss_scale, gf_dim=width, df_dim=width)
         _, _, one_run_steps = dcgan.optimizers(**LOSSES[loss].adam)
         sess.run(tf.global_variables_initializer())
         steps = itertools.count(1)
@@ -195,7 +207,8 @@ def measure(args, images):
     """Return per-step (seconds, seconds waiting for the batch) for the timed steps, and the
     step stats of one more, traced, step."""
     with tf_training(args.threads, args.bf16, args.image_size, args.batch_size,
-                     args.loss, args.fused_bn, args.mixed_precision) as (dcgan, train):
+                     args.loss, args.fused_bn, args.mixed_precision,
+                     width=1 if args.host_cost else 64) as (dcgan, train):
         work = training_work(images, args.batch_size, args.augment)
         timings = time_steps(train, work, args.warmup + args.steps)
         traces, _ = traced_step(dcgan, train, work)
@@ -371,6 +384,11 @@ def main():
         wait_frac = timings[:, 1].sum() / timings[:, 0].sum()
         # step_ops: what a step costs the host in op dispatches, whatever the device.
         step_ops = sum(count for count, _ in ops_by_device(traces).values())
+        if args.host_cost:
+            # With next to no arithmetic left, a step's time is what the host spends on it.
+            print("host_ms_per_step=%.2f step_ops=%d" % (1000 * np.median(timings[:, 0]),
+                                                         step_ops))
+            return
         print("train_img_per_s=%.1f data_wait_frac=%.4f step_ops=%d"
               % (img_per_s, wait_frac, step_ops))
         if args.augment:
