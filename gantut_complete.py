@@ -82,15 +82,15 @@ def read_images(pattern, image_size, c_dim, is_crop, limit):
 
 
 class Completion(object):
-    """Part 1's in-painting losses per image, built over `dcgan`'s G and D (run in inference
-    mode): contextual (L1 to the image where `mask` is 1), perceptual (the loss kind's
+    """Part 1's in-painting losses per image, built over `dcgan`'s sampler (G in inference mode)
+    and D in inference mode: contextual (L1 to the image where `mask` is 1), perceptual (the loss kind's
     generator loss) and complete = contextual + lam * perceptual, with its gradient with respect
     to z."""
 
     def __init__(self, dcgan):
         self.dcgan = dcgan
         with tf.name_scope("completion"):
-            self.G = dcgan.inference_tower(lambda: dcgan.generator(dcgan.z, dcgan.is_training))
+            self.G = dcgan.sampler
             fake_logits = dcgan.inference_tower(lambda: dcgan.discriminator(
                 self.G, reuse=True, train=dcgan.is_training)[1])
             self.mask = tf.placeholder(tf.float32, dcgan.images.shape, name="mask")

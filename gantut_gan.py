@@ -191,8 +191,8 @@ class DCGAN(object):
         self.g_vars = [var for var in t_vars if has_prefix(var, "g_")]
         # Ours: G for sample grids, evaluation and generation; on G's averaged weights where
         # there are some, G itself otherwise.
-        self.sampler = self.averaged_generator() if self.g_average else self.inference_tower(
-            lambda: self.generator(self.z, self.is_training))
+        self.sampler = self.inference_tower(lambda: self.generator(self.z, self.is_training),
+                                            self.averaged_getter() if self.g_average else None)
 
         with tf.variable_scope("state"):
             # The fixed sample noise lives in the checkpoint too, so a resumed run's grids keep
@@ -368,10 +368,11 @@ class DCGAN(object):
                                                              var_list=self.g_vars))
         return op, losses
 
-    def averaged_generator(self):
-        """G's tower on moving averages of G's variables (addition: --g_average, after Yazici
-        et al. 2019), for sampling only: the averages, batch-norm statistics included, are
-        variables `average/<G's variable>`; `then_average_g` updates them."""
+    def averaged_getter(self):
+        """A variable getter that gives G's towers the moving averages of G's variables
+        (addition: --g_average, after Yazici et al. 2019), for sampling only: the averages,
+        batch-norm statistics included, are variables `average/<G's variable>`;
+        `then_average_g` updates them."""
         g_variables = [var for var in tf.global_variables() if var.op.name.startswith("generator/")]
         with tf.variable_scope(AVERAGE_SCOPE):
             self.g_averages = {var: tf.get_variable(var.op.name, trainable=False,
@@ -381,7 +382,7 @@ class DCGAN(object):
 
         def averaged(getter, name, *args, **kwargs):
             return by_name[name] if name in by_name else getter(name, *args, **kwargs)
-        return self.inference_tower(lambda: self.generator(self.z, self.is_training), averaged)
+        return averaged
 
     def inference_tower(self, build, custom_getter=None):
         """What `build` makes on the model's variables (or those `custom_getter` gives), for

@@ -58,9 +58,9 @@ from gantut_gan import DCGAN, GANLoss, LOSSES, image_size_error, valid_image_siz
 from gantut_imgfuncs import grid_shape, inverse_transform, save_images, to_uint8
 from gantut_quiz import write_quiz
 from extras.precision import mixed_precision_plan
-from extras.run import (Position, bf16_wins, checkpoint_paths, fused_batch_norm_wins,
-                        log_metrics, new_session, parse_flags, record_settings,
-                        saved_position, saved_settings, training_folders)
+from extras.run import (Position, bf16_wins, checkpoint_paths, checkpoint_step,
+                        fused_batch_norm_wins, log_metrics, new_session, parse_flags,
+                        record_settings, saved_position, saved_settings, training_folders)
 from extras.utils import node_line
 
 
@@ -294,7 +294,7 @@ def checkpoint_position():
     (DCGAN.save, --export) holds only its step, in its name: epoch 0 then."""
     newest = checkpoint_paths(FLAGS.checkpoint_dir, DCGAN.model_name)[0]
     return (saved_position(FLAGS.checkpoint_dir, DCGAN.model_name)
-            or Position(int(newest.rsplit("-", 1)[1]), 0, 1, 0))
+            or Position(checkpoint_step(newest), 0, 1, 0))
 
 
 def evaluate_checkpoint(dcgan, images):

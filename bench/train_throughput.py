@@ -55,8 +55,9 @@ CONV_OPS = ("Conv2D", "Conv2DBackpropInput", "Conv2DBackpropFilter", "FusedConv2
             "DepthwiseConv2dNative")
 
 
-# --host_cost's batch: small enough that a step's time is almost all the host's.
-HOST_COST_BATCH = 2
+# --host_cost's batch and layer width (gf_dim = df_dim): small enough that a step's time is
+# almost all the host's.
+HOST_COST_BATCH, HOST_COST_WIDTH = 2, 1
 
 
 def parse_args():
@@ -98,6 +99,7 @@ def parse_args():
                         help="the step's cost to the host alone: the model shrunk to one channel "
                              "a layer (gf_dim = df_dim = 1), batch 2; prints host_ms_per_step")
     args = parser.parse_args()
+    args.width = HOST_COST_WIDTH if args.host_cost else 64
     if args.host_cost:
         args.batch_size = HOST_COST_BATCH
     return args
@@ -208,7 +210,7 @@ def measure(args, images):
     step stats of one more, traced, step."""
     with tf_training(args.threads, args.bf16, args.image_size, args.batch_size,
                      args.loss, args.fused_bn, args.mixed_precision,
-                     width=1 if args.host_cost else 64) as (dcgan, train):
+                     args.width) as (dcgan, train):
         work = training_work(images, args.batch_size, args.augment)
         timings = time_steps(train, work, args.warmup + args.steps)
         traces, _ = traced_step(dcgan, train, work)
@@ -346,7 +348,8 @@ def placement_line(traces):
 def profile_step(args, images):
     """Trace one training step after the warm-up; return its breakdown as text."""
     with tf_training(args.threads, args.bf16, args.image_size, args.batch_size,
-                     args.loss, args.fused_bn, args.mixed_precision) as (dcgan, train):
+                     args.loss, args.fused_bn, args.mixed_precision,
+                     args.width) as (dcgan, train):
         work = training_work(images, args.batch_size, args.augment)
         time_steps(train, work, max(args.warmup, 1))
         traces, wall = traced_step(dcgan, train, work)

@@ -269,7 +269,12 @@ def checkpoint_paths(checkpoint_dir, model_name):
     """
     prefixes = [path[:-len(".index")]
                 for path in glob.glob(os.path.join(checkpoint_dir, model_name + "-*.index"))]
-    return sorted(prefixes, key=lambda prefix: int(prefix.rsplit("-", 1)[1]), reverse=True)
+    return sorted(prefixes, key=checkpoint_step, reverse=True)
+
+
+def checkpoint_step(prefix):
+    """The step in a checkpoint prefix's name (`.../DCGAN.model-STEP`)."""
+    return int(prefix.rsplit("-", 1)[1])
 
 
 # ----------------------------------------------------------------------------------------------
