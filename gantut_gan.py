@@ -37,8 +37,8 @@ from extras.dataset import feed_batches, load_dataset, split_holdout
 from gantut_imgfuncs import grid_shape, inverse_transform, save_images, to_uint8, transform
 from extras.plots import write_progress_gif
 from extras.precision import loss_scaled
-from extras.run import (AVERAGE_SCOPE, TrainingRun, log_metrics, restore_checkpoint,
-                        save_checkpoint, save_sample_grid)
+from extras.run import (AVERAGE_SCOPE, TrainingRun, load_model, log_metrics, position_variable,
+                        save_model, save_sample_grid, training_state)
 
 # dataset_files is re-exported: the post defined it in this module.
 __all__ = ["DCGAN", "dataset_files", "valid_image_size"]
@@ -151,7 +151,7 @@ class DCGAN(object):
         self.build_model()
 
     def build_model(self):
-        """Placeholders, G and D, the losses, summaries, optimisers' inputs and the Saver (Part 4)."""
+        """Placeholders, G and D, the losses and summaries (Part 4)."""
         size, channels = self.image_size, self.c_dim
         with tf.name_scope("inputs"):  # in a scope, so the summary tags `z` etc. stay free
             self.is_training = tf.placeholder(tf.bool, [], name="is_training")
@@ -200,8 +200,9 @@ class DCGAN(object):
             self.sample_z = tf.get_variable("sample_z", [self.sample_size, self.z_dim],
                                             initializer=tf.random_uniform_initializer(-1, 1),
                                             trainable=False)
-        # Model weights only, enough to generate; training's TrainingRun also keeps Adam's state.
-        self.saver = tf.train.Saver(save_relative_paths=True)  # the folder can move
+        # The post's Saver is made by train, after the optimisers, so that checkpoints keep
+        # Adam's state; a model used without training makes one of its weights (extras.run).
+        self.saver = None
 
     def generator(self, z, train=True):
         """G: noise z -> image in [-1, 1], s x s (4x4 at 64) up to image_size by 5x5 stride-2
@@ -260,67 +261,62 @@ class DCGAN(object):
         train_rows, holdout_rows = split_holdout(len(images), config.holdout)
         holdout_images = images[holdout_rows[:config.eval_samples]]
         batch_idxs = len(train_rows) // self.batch_size
-        # Ours: the post's D and G updates (d_optim, g_optim) built into the training step.
+        # Ours: the post's D and G updates (d_optim, g_optim) built into the training step, the
+        # training position; then the post's Saver, of them all.
         _, _, step_ops = self.optimizers(config.learning_rate, config.beta1, config.beta2)
-        # Ours: the position, Saver, writer, loss log, speed and stop requests (extras.run).
-        run = TrainingRun(self.sess, config, self.model_name, self.shape_flags,
-                          config.epoch * batch_idxs, self.batch_size)
-        step = run.start.step
-        rng = np.random.default_rng(None if config.seed is None else [config.seed, step])
+        self.saver = tf.train.Saver(max_to_keep=config.max_to_keep, save_relative_paths=True)
+        # Ours: the run machinery (extras.run): restores, then checkpoints, logs, speed, stops.
+        run = TrainingRun(self, config, batch_idxs, self.batch_size)
+        rng = np.random.default_rng(None if config.seed is None else [config.seed, run.start.step])
         sample_images = transform(images[:self.sample_size], is_crop=False)
         save_images(sample_images, grid_shape(len(sample_images)),
                     os.path.join(config.sample_dir, "real_samples.png"))
+
+        def batches(epoch, first):
+            return feed_batches(images, self.batch_size, run.start.data_seed, epoch, first,
+                                train_rows, config.augment)
+
+        def end_epoch(epoch, step):
+            # Ours: the epoch's grid and GIF, and quality figures.
+            self.sample(config.sample_dir, "epoch_%02d.png" % epoch, sample_images)
+            if config.progress_gif:
+                write_progress_gif(config.sample_dir, epoch + 1)
+            if config.eval_every_epoch and len(holdout_images):
+                log_metrics(run.writer, config.logs_dir, epoch, step,
+                            self.evaluate(holdout_images))
+
         with run:
-            for epoch in range(run.start.epoch, config.epoch):
-                batches = feed_batches(images, self.batch_size, run.start.data_seed, epoch,
-                                       run.first_batch(epoch), train_rows, config.augment)
-                for idx, batch_images in batches:
-                    step += 1
-                    batch_z = rng.uniform(-1, 1, [self.batch_size, self.z_dim])
-                    feed = {self.images: batch_images, self.z: batch_z, self.is_training: True}
-                    # Update D network, then G network twice "to make sure that d_loss does
-                    # not go to zero" (WGAN-GP: once every n_critic steps): d_optim and the G
-                    # updates chained into one op (one_run_step), run once; on summary steps
-                    # the summaries of its forward pass come with it.
-                    step_op = step_ops[self.loss_kind.g_updates_after(step)]
-                    if step % config.summary_freq == 0:
-                        (_, losses), d_summary, g_summary = self.sess.run(
-                            [step_op, self.d_sum, self.g_sum], feed)
-                        run.writer.add_summary(d_summary, step)
-                        run.writer.add_summary(g_summary, step)
-                    else:
-                        _, losses = self.sess.run(step_op, feed)
-                    print("Epoch [%2d] [%4d/%4d] time: %4.4f, %s, %s"
-                          % (epoch, idx, batch_idxs, run.speed.elapsed(),
-                             ", ".join("%s: %.8f" % item for item in losses.items()),
-                             run.speed.report(step)))
-                    run.record(step, epoch, idx, losses)
-                    if step % config.sample_freq == 0:
-                        self.sample(config.sample_dir, "train_%02d-%04d.png" % (epoch, idx),
-                                    sample_images)
-                    if run.checkpoint_due(step, epoch, idx + 1):
-                        return
-                # Ours: the epoch's grid and GIF, quality figures, then a checkpoint.
-                self.sample(config.sample_dir, "epoch_%02d.png" % epoch, sample_images)
-                if config.progress_gif:
-                    write_progress_gif(config.sample_dir, epoch + 1)
-                if config.eval_every_epoch and len(holdout_images):
-                    log_metrics(run.writer, config.logs_dir, epoch, step,
-                                self.evaluate(holdout_images))
-                run.end_epoch(step, epoch)
+            for step, epoch, idx, batch_images in run.steps(batches, end_epoch):
+                batch_z = rng.uniform(-1, 1, [self.batch_size, self.z_dim])
+                feed = {self.images: batch_images, self.z: batch_z, self.is_training: True}
+                # Update D network, then G network twice "to make sure that d_loss does not go
+                # to zero" (WGAN-GP: once every n_critic steps): d_optim and the G updates
+                # chained into one op (one_run_step), run once; on summary steps the summaries
+                # of its forward pass come with it.
+                step_op = step_ops[self.loss_kind.g_updates_after(step)]
+                if step % config.summary_freq == 0:
+                    (_, losses), d_summary, g_summary = self.sess.run(
+                        [step_op, self.d_sum, self.g_sum], feed)
+                    run.writer.add_summary(d_summary, step)
+                    run.writer.add_summary(g_summary, step)
+                else:
+                    _, losses = self.sess.run(step_op, feed)
+                run.record(step, epoch, idx, losses)
+                if step % config.sample_freq == 0:
+                    self.sample(config.sample_dir, "train_%02d-%04d.png" % (epoch, idx),
+                                sample_images)
 
     def save(self, checkpoint_dir, step):
         """Save the model's variables as `checkpoint_dir/DCGAN.model-step`; return the
-        checkpoint's path (Part 4). Training saves through its TrainingRun, which also keeps
-        Adam's state and the training position."""
-        return save_checkpoint(self.sess, self.saver, checkpoint_dir, self.model_name, step)
+        checkpoint's path (Part 4). In training these include Adam's state and the training
+        position; a model used without training saves its weights alone."""
+        return save_model(self, checkpoint_dir, step)
 
     def load(self, checkpoint_dir):
         """Restore the newest complete checkpoint in `checkpoint_dir`; return whether one was
-        found (Part 4). Damaged ones are skipped, naming them (extras.run.restore_checkpoint).
-        G takes its averaged weights where the checkpoint holds them (--g_average)."""
-        return restore_checkpoint(self.sess, self.saver, checkpoint_dir, self.model_name,
-                                  self.shape_flags, averaged=not self.g_average)
+        found (Part 4). Damaged ones are skipped, naming them (extras.run.load_model). G takes
+        its averaged weights where the checkpoint holds them (--g_average)."""
+        return load_model(self, checkpoint_dir, averaged=not self.g_average) is not None
 
     # ------------------------------------------------------------------------------------------
     # Our additions (not in the post)
@@ -328,9 +324,11 @@ class DCGAN(object):
 
     def optimizers(self, learning_rate, beta1, beta2=0.999):
         """Adam for D and for G, each running its own batch-norm updates and, with `loss_scale`,
-        dynamic loss scaling (addition: train's optimisers, with WGAN-GP's beta2). Returns
-        (d_optim, g_optim, one_run_steps), the last the one-run steps by G update count."""
-        with tf.name_scope("optimizers"):
+        dynamic loss scaling (addition: train's optimisers, with WGAN-GP's beta2), and the
+        training position (`position`). Returns (d_optim, g_optim, one_run_steps), the last the
+        one-run steps by G update count."""
+        with tf.name_scope("optimizers"), training_state():
+            self.position = position_variable()
             d_norm_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS, scope="discriminator")
             g_norm_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS, scope="generator")
             d_adam, g_adam = loss_scaled(

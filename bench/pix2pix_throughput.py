@@ -102,7 +102,7 @@ def train_for(model, pairs, rows, minutes):
                for batch in feed_pairs(pairs, rows, FEED, seed=0, epoch=epoch))
     step = 0
     # timed_steps first: zip stops at its end without drawing another batch.
-    for step, (_, inputs, targets) in zip(timed_steps(60 * minutes, "training pix2pix",
+    for step, (_, (inputs, targets)) in zip(timed_steps(60 * minutes, "training pix2pix",
                                                       FEED.batch_size, "pairs"), batches):
         model.train_step(inputs, targets)
     return step

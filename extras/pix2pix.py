@@ -37,8 +37,8 @@ from extras.dataset import (DatasetError, augment_images, cached_rows, dataset_f
                             epoch_batches, prefetch, split_holdout)
 from gantut_gan import width_multiple
 from extras.precision import loss_scaled
-from extras.run import (TrainingRun, first_line, restore_checkpoint, save_checkpoint,
-                        save_sample_grid)
+from extras.run import (TrainingRun, first_line, load_model, position_variable, save_model,
+                        save_sample_grid, training_state)
 from gantut_imgfuncs import center_crop, imread, transform
 from extras.utils import image_files
 
@@ -135,8 +135,8 @@ class Pix2Pix(object):
     # ------------------------------------------------------------------------------------------
 
     def build_model(self, learning_rate, beta1):
-        """Placeholders, G, D on real and fake pairs, the losses, summaries, the training op
-        and the weights' Saver (pix2pix stage)."""
+        """Placeholders, G, D on real and fake pairs, the losses, summaries and the training op
+        (pix2pix stage)."""
         shape = [None, self.image_size, self.image_size, self.c_dim]
         with tf.name_scope("inputs"):
             self.is_training = tf.placeholder(tf.bool, [], name="is_training")
@@ -164,8 +164,9 @@ class Pix2Pix(object):
         self.summaries = tf.summary.merge([tf.summary.scalar(name, loss)
                                            for name, loss in self.losses.items()])
         self.train_op = self.optimizer(learning_rate, beta1)
-        # Model weights only, enough to translate; training's TrainingRun also keeps Adam's state.
-        self.saver = tf.train.Saver(save_relative_paths=True)  # the folder can move
+        # Made by train, so that checkpoints keep Adam's state; a model used without training
+        # makes one of its weights (extras.run.model_saver).
+        self.saver = None
 
     def generator(self, image):
         """G: the U-Net from input image to target image in [-1, 1] (pix2pix stage)."""
@@ -259,12 +260,14 @@ class Pix2Pix(object):
         with `loss_scale` (DynamicLossScale's arguments), dynamic loss scaling (pix2pix stage).
 
         Both updates use the one forward pass of the step (pix2pix trains D and G once each
-        per image), which saves a second run of G and D.
+        per image), which saves a second run of G and D. Also makes the training position
+        (`position`).
         """
         t_vars = tf.trainable_variables()
         self.d_vars = [var for var in t_vars if has_prefix(var, "d_")]
         self.g_vars = [var for var in t_vars if has_prefix(var, "g_")]
-        with tf.name_scope("optimizers"):
+        with tf.name_scope("optimizers"), training_state():
+            self.position = position_variable()
             d_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS, scope="discriminator")
             g_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS, scope="generator")
             d_adam, g_adam = loss_scaled(
@@ -329,43 +332,35 @@ class Pix2Pix(object):
         eval_rows = test_rows[:config.eval_pairs]
         shown = test_rows if len(test_rows) else train_rows
         sample_pairs = pair_views(pairs[shown[:config.sample_count]], config)
-        batches = len(train_rows) // config.batch_size
-        run = TrainingRun(self.sess, config, self.model_name, self.shape_flags,
-                          config.epoch * batches, config.batch_size)
-        step = run.start.step
+        self.saver = tf.train.Saver(max_to_keep=config.max_to_keep, save_relative_paths=True)
+        run = TrainingRun(self, config, len(train_rows) // config.batch_size, config.batch_size)
+
+        def batches(epoch, first):
+            return feed_pairs(pairs, train_rows, config, run.start.data_seed, epoch, first)
+
+        def end_epoch(epoch, step):
+            self.sample(config.sample_dir, "epoch_%02d.png" % epoch, sample_pairs)
+            if len(eval_rows):
+                self.log_test_l1(run.writer, pairs, eval_rows, config, epoch, step)
+
         with run:
-            for epoch in range(run.start.epoch, config.epoch):
-                for idx, inputs, targets in feed_pairs(pairs, train_rows, config,
-                                                       run.start.data_seed, epoch,
-                                                       run.first_batch(epoch)):
-                    step += 1
-                    losses = self.train_step(inputs, targets, run.writer, step
-                                             if step % config.summary_freq == 0 else None)
-                    print("Epoch [%2d] [%4d/%4d] time: %4.4f, d_loss: %.8f, g_gan: %.8f, "
-                          "g_l1: %.8f, %s" % (epoch, idx, batches, run.speed.elapsed(),
-                                              losses["disc_loss"], losses["gen_gan_loss"],
-                                              losses["gen_l1_loss"], run.speed.report(step)))
-                    run.record(step, epoch, idx, losses)
-                    if step % config.sample_freq == 0:
-                        self.sample(config.sample_dir, "train_%02d-%04d.png" % (epoch, idx),
-                                    sample_pairs)
-                    if run.checkpoint_due(step, epoch, idx + 1):
-                        return
-                self.sample(config.sample_dir, "epoch_%02d.png" % epoch, sample_pairs)
-                if len(eval_rows):
-                    self.log_test_l1(run.writer, pairs, eval_rows, config, epoch, step)
-                run.end_epoch(step, epoch)
+            for step, epoch, idx, (inputs, targets) in run.steps(batches, end_epoch):
+                losses = self.train_step(inputs, targets, run.writer, step
+                                         if step % config.summary_freq == 0 else None)
+                run.record(step, epoch, idx, losses)
+                if step % config.sample_freq == 0:
+                    self.sample(config.sample_dir, "train_%02d-%04d.png" % (epoch, idx),
+                                sample_pairs)
 
     def save(self, checkpoint_dir, step):
         """Save the model's variables as checkpoint_dir/pix2pix.model-step; return its path
         (pix2pix stage; as DCGAN.save)."""
-        return save_checkpoint(self.sess, self.saver, checkpoint_dir, self.model_name, step)
+        return save_model(self, checkpoint_dir, step)
 
     def load(self, checkpoint_dir):
         """Restore the newest complete checkpoint; return whether one was found (pix2pix
         stage; as DCGAN.load)."""
-        return restore_checkpoint(self.sess, self.saver, checkpoint_dir, self.model_name,
-                                  self.shape_flags)
+        return load_model(self, checkpoint_dir) is not None
 
     def log_test_l1(self, writer, pairs, rows, config, epoch, step):
         """The L1 on the test pairs `rows` at an epoch's end, printed and in TensorBoard as
@@ -516,7 +511,7 @@ def pair_views(pairs, config):
 
 
 def feed_pairs(pairs, rows, config, seed, epoch, start=0):
-    """Yield (index, inputs, targets) for one epoch's batches from batch `start`, prepared
+    """Yield (index, (inputs, targets)) for one epoch's batches from batch `start`, prepared
     ahead in a background thread (pix2pix stage).
 
     The jitter draws depend only on (seed, epoch, batch), so a resumed run sees the same
@@ -527,6 +522,6 @@ def feed_pairs(pairs, rows, config, seed, epoch, start=0):
         if config.jitter:
             chunk = jitter_pairs(chunk, config.c_dim, np.random.default_rng([seed, epoch, index]))
         pixels = transform(chunk, is_crop=False)
-        return index, pixels[..., :config.c_dim], pixels[..., config.c_dim:]
+        return index, (pixels[..., :config.c_dim], pixels[..., config.c_dim:])
     return prefetch(batch_views(index, batch)
                     for index, batch in epoch_batches(rows, config.batch_size, seed, epoch, start))

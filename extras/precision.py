@@ -1,5 +1,5 @@
 """float16 mixed precision on NVIDIA GPUs (ours): what --mixed_precision does on this machine,
-and Adam with dynamic loss scaling, whose variables a checkpoint may lack."""
+and Adam with dynamic loss scaling."""
 import extras.tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
 
 import collections
@@ -10,8 +10,6 @@ import tensorflow.compat.v1 as tf
 # A test switch: loss scaling on the CPU, in float32 (TensorFlow 2.21's float16 emulation for
 # CPUs, auto_mixed_precision_cpu, crashes on this graph: docs/gpu-and-cluster.md).
 LOSS_SCALE_ON_CPU = "GANTUT_LOSS_SCALE_ON_CPU"
-# The loss scales' variables: a checkpoint saved without --mixed_precision lacks them.
-LOSS_SCALE_VARIABLES = "loss_scale_variables"
 
 
 # What --mixed_precision does here: the float16 rewrite on or off, the loss scale's settings
@@ -41,11 +39,7 @@ def loss_scaled(adams, settings):
         # Adam's variables made here, as float32 training makes them: inside the loss scaler's
         # cond they would lose their name scope, and checkpoints would not fit across the flag.
         adam._create_slots(var_list)  # pylint: disable=protected-access
-        before = {variable.op.name for variable in tf.global_variables()}
         with tf.name_scope("loss_scale/" + adam.get_name()):
             scale = tf.mixed_precision.DynamicLossScale(**settings)
-        for variable in tf.global_variables():
-            if variable.op.name not in before:
-                tf.add_to_collection(LOSS_SCALE_VARIABLES, variable)
         scaled.append(tf.mixed_precision.MixedPrecisionLossScaleOptimizer(adam, scale))
     return scaled

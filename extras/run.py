@@ -3,10 +3,13 @@
 The posts' `train` loop, `save` and `load` live with each model (gantut_gan.DCGAN, the pix2pix
 stage's Pix2Pix); what lets such a loop be stopped, resumed and watched is here, written once:
 
-- the run a training loop owns: `TrainingRun` (the training `Position` in the checkpoint, the
-  Saver, writer, loss log, speed, stop requests, checkpoints when due);
-- checkpoints: `save_checkpoint`, `restore_checkpoint` (the newest complete one, damaged ones
-  skipped), `checkpoint_paths`, `saved_position`;
+- the run a training loop owns: `TrainingRun` (the loop's steps from the training `Position`
+  in the checkpoint, the writer, loss log, speed, stop requests, checkpoints when due), made
+  once the model's graph is whole and adding nothing to it;
+- the graph's part of it, made by the model's `train`: `position_variable`, `training_state`
+  (what a weights-only checkpoint lacks);
+- checkpoints: `save_model`, `load_model` (the newest complete one, damaged ones skipped; the
+  posts' `save` and `load` call them), `model_saver`, `checkpoint_paths`, `saved_position`;
 - settings: `record_settings`/`saved_settings`, the flags that fix a model's shape, in model.json
   beside the checkpoints;
 - the session and its folders: `new_session`, `session_config`, the per-machine choices
@@ -38,7 +41,6 @@ from tensorflow.core.protobuf import rewriter_config_pb2
 from gantut_imgfuncs import save_images
 from extras.device import gpu_visible
 from extras.plots import plot_losses
-from extras.precision import LOSS_SCALE_VARIABLES
 from extras.utils import (FolderBusy, atomic_path, folder_lock, format_seconds, read_json,
                           remove_stale_temp_files)
 
@@ -46,6 +48,8 @@ from extras.utils import (FolderBusy, atomic_path, folder_lock, format_seconds, 
 SETTINGS_FILE = "model.json"
 # The variable scope of a model's moving averages of its weights (DCGAN's --g_average).
 AVERAGE_SCOPE = "average"
+# The collection of a model's training state: variables a weights-only checkpoint lacks.
+TRAINING_STATE = "training_state"
 
 
 class TrainingError(Exception):
@@ -68,56 +72,84 @@ Position = collections.namedtuple("Position", "step epoch batch data_seed")
 
 
 class TrainingRun(object):
-    """The run machinery a training loop creates, after the whole graph, and owns: the position
-    in the checkpoint (`start`, resumed at once), a Saver of every variable, the writer, loss log,
-    speed, stop requests and checkpoints when due. `with run:` makes Ctrl-C a stop request."""
+    """The run machinery of a model's training loop, made by `train` once its graph is whole
+    (the model's Saver and position variable included: see position_variable); it adds nothing
+    to the graph. It restores the newest checkpoint (`start`, the Position to go on from) and
+    owns the writer, loss log, speed, stop requests and checkpoints when due.
 
-    def __init__(self, sess, config, model_name, shape_flags, total_steps, batch_size):
-        self.sess, self.config, self.model_name = sess, config, model_name
-        with tf.variable_scope("state"):
-            self.counters = tf.get_variable("counters", [len(Position._fields)], tf.int64,
-                                            tf.zeros_initializer(), trainable=False)
-        self.new_counters = tf.placeholder(tf.int64, [len(Position._fields)],
-                                           name="new_counters")
-        self.set_counters = tf.assign(self.counters, self.new_counters)
-        self.saver = tf.train.Saver(max_to_keep=config.max_to_keep, save_relative_paths=True)
-        sess.run(tf.global_variables_initializer())
-        self.start = self.resume(shape_flags)
+    `model` has the attributes of the posts' models: sess, saver, model_name, shape_flags, and
+    `position`. `with run:` finalizes the graph while the loop runs (an op built in the loop is
+    an error) and makes Ctrl-C a stop request; `steps` yields the loop's batches.
+    """
+
+    def __init__(self, model, config, steps_per_epoch, batch_size):
+        self.model, self.sess, self.config = model, model.sess, config
+        self.steps_per_epoch = steps_per_epoch
+        self.sess.run([variable.initializer for variable in tf.global_variables()])
+        self.start = self.resume()
+        steps_left = (config.epoch - self.start.epoch) * steps_per_epoch - self.start.batch
         self.loss_log = LossLog(config.logs_dir, self.start.step)
-        self.speed = Speedometer(self.start.step, total_steps, batch_size)
+        self.speed = Speedometer(self.start.step, self.start.step + steps_left, batch_size)
         self.stop = StopRequest()
 
     def __enter__(self):
         self.writer = tf.summary.FileWriter(self.config.logs_dir, self.sess.graph)
+        self.sess.graph.finalize()
         self.stop.__enter__()
         return self
 
     def __exit__(self, *exc):
         self.stop.__exit__(*exc)
+        # The model stays usable after training: sampling, completion build their ops then.
+        self.sess.graph._unsafe_unfinalize()  # pylint: disable=protected-access
         self.writer.close()
         return False
 
-    def resume(self, shape_flags):
-        """The Position to go on from: the newest checkpoint's, else a new one whose shuffles
-        follow --seed (random without one)."""
+    def resume(self):
+        """The Position to go on from: the newest checkpoint's; a weights-only checkpoint's step
+        and epoch 0 (its Adam state starts anew); else a new one whose shuffles follow --seed
+        (random without one)."""
         config = self.config
-        if restore_checkpoint(self.sess, self.saver, config.checkpoint_dir, self.model_name,
-                              shape_flags):
-            position = Position(*map(int, self.sess.run(self.counters)))
+        seed = np.random.randint(2**31) if config.seed is None else config.seed
+        path = load_model(self.model, config.checkpoint_dir)
+        if path is None:
+            print(" [*] No checkpoint in %s: starting a new model" % config.checkpoint_dir)
+            return Position(0, 0, 0, seed)
+        position = position_at(path)
+        if position is None:
+            position = Position(checkpoint_step(path), 0, 0, seed)
+            print(" [*] An existing model was found, its weights alone: training it anew from "
+                  "step %d" % position.step)
+        else:
             print(" [*] An existing model was found: resuming at step %d (epoch %d, batch %d)"
                   % position[:3])
-            return position
-        print(" [*] No checkpoint in %s: starting a new model" % config.checkpoint_dir)
-        return Position(0, 0, 0, np.random.randint(2**31) if config.seed is None
-                        else config.seed)
+        return position
 
-    def first_batch(self, epoch):
-        """The batch `epoch` starts at: the resumed one in the resumed epoch, else 0."""
-        return self.start.batch if epoch == self.start.epoch else 0
+    def steps(self, batches, end_epoch):
+        """The loop's steps from `start` to --epoch: yield (step, epoch, batch index, batch),
+        `batches(epoch, first)` giving the epoch's (index, batch) from batch `first` on. After
+        each step a checkpoint when due (the loop ends at a stop request); after each epoch
+        `end_epoch(epoch, step)`, the loss chart and a checkpoint that starts the next epoch."""
+        step = self.start.step
+        for epoch in range(self.start.epoch, self.config.epoch):
+            first = self.start.batch if epoch == self.start.epoch else 0
+            for idx, batch in batches(epoch, first):
+                step += 1
+                yield step, epoch, idx, batch
+                if self.checkpoint_due(step, epoch, idx + 1):
+                    return
+            end_epoch(epoch, step)
+            self.loss_log.plot()
+            self.checkpoint(step, epoch + 1, 0)
 
-    def record(self, step, epoch, batch, losses):
-        """After a step: stop at a NaN or infinite loss (check_finite), else log the losses."""
-        check_finite(step, epoch, batch, self.config, **losses)
+    def record(self, step, epoch, idx, losses):
+        """After a step: the progress line (the post's, with speed and ETA), then stop at a NaN
+        or infinite loss (check_finite), else log the losses."""
+        print("Epoch [%2d] [%4d/%4d] time: %4.4f, %s, %s"
+              % (epoch, idx, self.steps_per_epoch, self.speed.elapsed(),
+                 ", ".join("%s: %.8f" % item for item in losses.items()),
+                 self.speed.report(step)))
+        check_finite(step, epoch, idx, self.config, **losses)
         self.loss_log.add(step, epoch, losses)
 
     def checkpoint_due(self, step, epoch, batch):
@@ -130,39 +162,86 @@ class TrainingRun(object):
                   "again to resume." % (step, self.config.checkpoint_dir))
         return self.stop.requested
 
-    def end_epoch(self, step, epoch):
-        """The loss chart, then a checkpoint that starts the next epoch."""
-        self.loss_log.plot()
-        self.checkpoint(step, epoch + 1, 0)
-
     def checkpoint(self, step, epoch, batch):
         """Save the loss log, then the checkpoint at this position in --checkpoint_dir (a
         resumed run then finds every loss up to its step), and TensorBoard's pointer to it in
         --logs_dir (see point_tensorboard_at)."""
         self.loss_log.save()
-        self.sess.run(self.set_counters,
-                      {self.new_counters: [step, epoch, batch, self.start.data_seed]})
-        point_tensorboard_at(self.config.logs_dir, save_checkpoint(
-            self.sess, self.saver, self.config.checkpoint_dir, self.model_name, step))
+        set_variable(self.sess, self.model.position,
+                     [step, epoch, batch, self.start.data_seed])
+        point_tensorboard_at(self.config.logs_dir,
+                             save_model(self.model, self.config.checkpoint_dir, step))
+
+
+def position_variable():
+    """The training position's variable, `state/counters` (Position's fields), made by a
+    model's `train` with its optimisers: a training checkpoint holds it, a weights-only one
+    not. TrainingRun writes it before each checkpoint."""
+    with tf.variable_scope("state"):
+        return tf.get_variable("counters", [len(Position._fields)], tf.int64,
+                               tf.zeros_initializer(), trainable=False)
+
+
+@contextlib.contextmanager
+def training_state():
+    """The variables made in the block (optimisers' state, loss scales, the position) are
+    training state: a weights-only checkpoint lacks them, so restoring one leaves them at their
+    initial values (see checkpoint_source)."""
+    before = {variable.op.name for variable in tf.global_variables()}
+    yield
+    for variable in tf.global_variables():
+        if variable.op.name not in before:
+            tf.add_to_collection(TRAINING_STATE, variable)
+
+
+def set_variable(sess, variable, value):
+    """Write `value` into `variable` without adding an op, as Variable.load does (without its
+    deprecation notice): its initializer runs with the value fed."""
+    value = np.asarray(value)
+    if value.shape != tuple(variable.shape):
+        raise tf.errors.InvalidArgumentError(
+            None, None, "%s has shape %s, the checkpoint %s"
+            % (variable.op.name, tuple(variable.shape), value.shape))
+    sess.run(variable.initializer, {variable.initializer.inputs[1]: value})
+
+
+def position_at(path):
+    """The Position in the checkpoint at `path`, read without a graph (None for a weights-only
+    checkpoint)."""
+    try:
+        return Position(*map(int, tf.train.load_variable(path, "state/counters")))
+    except tf.errors.NotFoundError:
+        return None
 
 
 def saved_position(checkpoint_dir, model_name):
     """The Position in the newest checkpoint of `checkpoint_dir`, read without a graph (None
-    where there is none)."""
+    where there is none, or it holds the weights alone)."""
     for path in checkpoint_paths(checkpoint_dir, model_name)[:1]:
         try:
-            return Position(*map(int, tf.train.load_variable(path, "state/counters")))
-        except (tf.errors.NotFoundError, tf.errors.DataLossError):
-            pass  # a weights-only checkpoint (DCGAN.save), or a damaged one
+            return position_at(path)
+        except tf.errors.DataLossError:
+            pass  # a damaged one
     return None
 
 
-def save_checkpoint(sess, saver, checkpoint_dir, model_name, step):
-    """Save `saver`'s variables as `checkpoint_dir/model_name-step` and return that path.
+def model_saver(model):
+    """`model`'s Saver, made once: by `train` after its optimisers (checkpoints then keep
+    Adam's state and the position), else here, at the first save or load of a model used
+    without training (its weights alone)."""
+    if model.saver is None:
+        model.saver = tf.train.Saver(save_relative_paths=True)  # the folder can move
+    return model.saver
+
+
+def save_model(model, checkpoint_dir, step):
+    """Save `model`'s variables as `checkpoint_dir/<model_name>-step` and return that path (the
+    posts' `save`).
 
     No .meta graph: the graph is this code (and in TensorBoard); it would triple the size of
     every checkpoint. A full disk or an unwritable folder raises TrainingError, naming it.
     """
+    saver = model_saver(model)
     # max_to_keep retires only this folder's checkpoints, never those a model was loaded from.
     folder = os.path.abspath(checkpoint_dir)
     saver.set_last_checkpoints_with_time(
@@ -170,8 +249,8 @@ def save_checkpoint(sess, saver, checkpoint_dir, model_name, step):
          if os.path.dirname(os.path.abspath(path)) == folder and os.path.exists(path + ".index")])
     try:
         os.makedirs(checkpoint_dir, exist_ok=True)
-        return saver.save(sess, os.path.join(checkpoint_dir, model_name), global_step=step,
-                          write_meta_graph=False)
+        return saver.save(model.sess, os.path.join(checkpoint_dir, model.model_name),
+                          global_step=step, write_meta_graph=False)
     except (OSError, tf.errors.OpError) as err:
         raise TrainingError(
             "could not write the step %d checkpoint to %s (%s). Free space there, or use "
@@ -179,22 +258,22 @@ def save_checkpoint(sess, saver, checkpoint_dir, model_name, step):
             "a rerun resumes from the newest." % (step, checkpoint_dir, first_line(err)))
 
 
-def restore_checkpoint(sess, saver, checkpoint_dir, model_name, shape_flags, averaged=False):
-    """Restore the newest complete `model_name` checkpoint in `checkpoint_dir`; return whether
-    one was found. With `averaged`, variables whose moving average the checkpoint holds take it
-    (a model loaded for use; see restorers_for).
+def load_model(model, checkpoint_dir, averaged=False):
+    """Restore `model`'s newest complete checkpoint in `checkpoint_dir` and return its path,
+    None where there is none (the posts' `load`). With `averaged`, variables whose moving
+    average the checkpoint holds take it (a model loaded for use; see checkpoint_source).
 
     A checkpoint whose files are missing or truncated is reported by name and the one before
     it is used. One of another model shape stops with a message naming it and the flags that
-    fix the shape (`shape_flags`).
+    fix the shape (`model.shape_flags`).
     """
-    paths = checkpoint_paths(checkpoint_dir, model_name) if checkpoint_dir else []
+    saver = model_saver(model)
+    paths = checkpoint_paths(checkpoint_dir, model.model_name) if checkpoint_dir else []
     for path in paths:
         try:
             if not glob.glob(path + ".data-*"):
                 raise tf.errors.DataLossError(None, None, "its .data file is missing")
-            for restorer in restorers_for(saver, path, averaged):
-                restorer.restore(sess, path)
+            restore(model.sess, saver, path, averaged)
         except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as err:
             print("warning: checkpoint %s is damaged (%s); trying the one before it"
                   % (path, first_line(err)), file=sys.stderr)
@@ -202,13 +281,13 @@ def restore_checkpoint(sess, saver, checkpoint_dir, model_name, shape_flags, ave
         except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as err:
             raise SystemExit("error: checkpoint %s does not fit this model (%s). It was trained "
                              "with other settings (%s); use those, or a new --checkpoint_dir."
-                             % (path, first_line(err), ", ".join(shape_flags)))
+                             % (path, first_line(err), ", ".join(model.shape_flags)))
         # Let the Saver's max_to_keep also retire the checkpoints of earlier runs.
         saver.set_last_checkpoints_with_time(
             [(p, os.path.getmtime(p + ".index")) for p in reversed(paths)])
         print(" [*] Restored %s" % path)
-        return True
-    return False
+        return path
+    return None
 
 
 def average_of(name):
@@ -216,39 +295,37 @@ def average_of(name):
     return AVERAGE_SCOPE + "/" + name
 
 
-def checkpoint_source(name, saved, averaged):
+def checkpoint_source(name, saved, averaged, training_state):
     """The name in a checkpoint holding `saved` names that variable `name` is restored from
-    (None: it keeps its initial value); see restorers_for."""
+    (None: it keeps its initial value); see restore. `training_state`: the names of
+    TRAINING_STATE's variables."""
     if averaged and average_of(name) in saved:
         return average_of(name)
     if name not in saved:
         if name.startswith(average_of("")) and name[len(average_of("")):] in saved:
             return name[len(average_of("")):]
-        if name in {variable.op.name for variable in tf.get_collection(LOSS_SCALE_VARIABLES)}:
+        if name in training_state:
             return None
     return name  # absent otherwise: the restore fails, naming it
 
 
-def restorers_for(saver, path, averaged=False):
-    """Savers that restore the checkpoint at `path` into this graph: `saver` where the two hold
-    the same names. Else a loss-scale variable the checkpoint lacks (saved without
-    --mixed_precision) keeps its initial value; an average it lacks (saved without --g_average)
-    starts from its variable; with `averaged`, a variable whose average it holds takes that."""
+def restore(sess, saver, path, averaged=False):
+    """Restore the checkpoint at `path` into this graph, adding no op: with `saver` where the
+    two hold the same names. Else from the file, variable by variable: training state the
+    checkpoint lacks (a weights-only one, or saved without --mixed_precision) keeps its initial
+    value; an average it lacks (saved without --g_average) starts from its variable; with
+    `averaged`, a variable whose average it holds takes that."""
     saved = {name for name, _ in tf.train.list_variables(path)}
-    sources = {variable: checkpoint_source(variable.op.name, saved, averaged)
+    training_state = {variable.op.name for variable in tf.get_collection(TRAINING_STATE)}
+    sources = {variable: checkpoint_source(variable.op.name, saved, averaged, training_state)
                for variable in tf.global_variables()}
     if all(source == variable.op.name for variable, source in sources.items()):
-        return [saver]
-    # A checkpoint name may feed two variables (a weight and its new average): a Saver each.
-    groups = []
+        saver.restore(sess, path)
+        return
+    reader = tf.train.load_checkpoint(path)
     for variable, source in sources.items():
         if source is not None:
-            group = next((group for group in groups if source not in group), None)
-            if group is None:
-                groups.append({})
-                group = groups[-1]
-            group[source] = variable
-    return [tf.train.Saver(group) for group in groups]
+            set_variable(sess, variable, reader.get_tensor(source))
 
 
 def point_tensorboard_at(logs_dir, checkpoint):

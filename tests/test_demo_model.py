@@ -2,13 +2,17 @@
 writes nothing into its folder) and drawing faces dlib finds."""
 import json
 import os
+import shutil
 
 import numpy as np
 import tensorflow.compat.v1 as tf
 from PIL import Image
 
-from conftest import REPO, run_trainer
+from conftest import REPO, checkpoint_steps, run_trainer
+from extras.config import TrainingConfig
 from extras.metrics import face_rate
+from extras.run import Position, saved_position
+from gantut_gan import DCGAN
 
 DEMO = os.path.join(REPO, "models", "demo")
 
@@ -43,3 +47,20 @@ def test_the_demo_models_samples_are_faces_and_using_it_writes_nothing_beside_it
     assert samples.shape == (32, 64, 64, 3)
     # 0.55 on 1,000 samples (docs/results.md), 0.70 for the real faces; random weights score 0.
     assert face_rate(samples) >= 0.25
+
+
+def test_training_goes_on_from_the_demo_model(tmp_path):
+    """Its weights alone: training starts anew from them, at its step, Adam's state fresh."""
+    shutil.copytree(DEMO, tmp_path / "checkpoint")
+    step = checkpoint_steps(str(tmp_path / "checkpoint"))[-1]
+    images = np.random.default_rng(0).integers(0, 256, (64, 64, 64, 3), dtype=np.uint8)
+    for name in ("s", "logs"):
+        os.makedirs(tmp_path / name)
+    config = TrainingConfig(
+        epoch=1, checkpoint_dir=str(tmp_path / "checkpoint"), sample_dir=str(tmp_path / "s"),
+        logs_dir=str(tmp_path / "logs"), holdout=0.0, eval_every_epoch=False,
+        progress_gif=False, seed=1)
+    with tf.Graph().as_default(), tf.Session() as sess:
+        DCGAN(sess).train(config, images)
+    assert checkpoint_steps(str(tmp_path / "checkpoint"))[-1] == step + 1
+    assert saved_position(config.checkpoint_dir, DCGAN.model_name) == Position(step + 1, 1, 0, 1)

@@ -20,8 +20,8 @@ from gantut_imgfuncs import to_uint8
 from extras.pix2pix import (Pix2Pix, feed_pairs, jitter_pairs, load_pairs, orient,
                             receptive_field)
 
-PROGRESS = re.compile(r"^Epoch \[ *(\d+)\] \[ *(\d+)/ *(\d+)\] time: [\d.]+, d_loss: [\d.]+, "
-                      r"g_gan: [\d.]+, g_l1: [\d.]+", re.M)
+PROGRESS = re.compile(r"^Epoch \[ *(\d+)\] \[ *(\d+)/ *(\d+)\] time: [\d.]+, disc_loss: [\d.]+, "
+                      r"gen_gan_loss: [\d.]+, gen_l1_loss: [\d.]+", re.M)
 # The smallest model the trainer builds: 16x16 images, thin layers.
 TINY = ["--image_size", "16", "--gf_dim", "4", "--df_dim", "4", "--threads", "2", "--seed", "3"]
 
@@ -211,7 +211,7 @@ def test_batches_follow_the_flags_and_repeat_exactly_from_a_resume_point():
     pairs = np.random.default_rng(5).integers(0, 256, (10, 16, 16, 6), dtype=np.uint8)
     config = SimpleNamespace(c_dim=3, direction="BtoA", flip_side=False, jitter=False,
                              batch_size=2)
-    for index, inputs, targets in feed_pairs(pairs, np.arange(10), config, seed=5, epoch=1):
+    for index, (inputs, targets) in feed_pairs(pairs, np.arange(10), config, seed=5, epoch=1):
         assert inputs.shape == targets.shape == (2, 16, 16, 3)
         assert inputs.min() >= -1 and inputs.max() <= 1
         # BtoA: the side half is the input; the batch's rows are in the front half.
@@ -221,8 +221,8 @@ def test_batches_follow_the_flags_and_repeat_exactly_from_a_resume_point():
     config.jitter = True
     full = list(feed_pairs(pairs, np.arange(10), config, seed=5, epoch=1))
     resumed = list(feed_pairs(pairs, np.arange(10), config, seed=5, epoch=1, start=2))
-    assert [index for index, _, _ in full] == list(range(5))
-    for (i, *one), (j, *other) in zip(full[2:], resumed):
+    assert [index for index, _ in full] == list(range(5))
+    for (i, one), (j, other) in zip(full[2:], resumed):
         assert i == j and all(np.array_equal(a, b) for a, b in zip(one, other))
 
 

@@ -14,7 +14,8 @@ from conftest import REPO, checkpoint_steps
 
 from gantut_gan import DCGAN
 from extras.config import TrainingConfig
-from extras.run import Position, TrainingError, TrainingRun, saved_position
+from extras.run import (Position, TrainingError, TrainingRun, position_variable, saved_position,
+                        training_state)
 
 MODEL = "Toy.model"
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "checkpoint_v1")
@@ -29,22 +30,54 @@ def config(folder, **overrides):
     return TrainingConfig(**{**flags, **overrides})
 
 
-def toy_run(sess, flags, total_steps=10):
-    """A TrainingRun over a graph of one variable `w`."""
-    tf.get_variable("w", [2], initializer=tf.zeros_initializer())
-    return TrainingRun(sess, flags, MODEL, ("image_size",), total_steps, batch_size=4)
+class Toy(object):
+    """A model of one variable `w`, with what a TrainingRun reads of a model."""
+
+    model_name, shape_flags = MODEL, ("image_size",)
+
+    def __init__(self, sess, max_to_keep=0):
+        self.sess = sess
+        tf.get_variable("w", [2], initializer=tf.zeros_initializer())
+        with training_state():
+            self.position = position_variable()
+        self.saver = tf.train.Saver(max_to_keep=max_to_keep)
 
 
-def test_the_position_goes_round_a_checkpoint(sess, tmp_path):
+def toy_run(sess, flags, steps_per_epoch=4):
+    """A TrainingRun over the Toy model, `steps_per_epoch` batches an epoch."""
+    return TrainingRun(Toy(sess), flags, steps_per_epoch, batch_size=4)
+
+
+def steps_taken(run, steps_per_epoch=4):
+    """(step, epoch, batch index) of each step `run.steps` yields, and the epochs it ended."""
+    ended = []
+    batches = lambda epoch, first: ((idx, None) for idx in range(first, steps_per_epoch))
+    with run:
+        taken = [(step, epoch, idx) for step, epoch, idx, _ in
+                 run.steps(batches, lambda epoch, step: ended.append((epoch, step)))]
+    return taken, ended
+
+
+def test_the_position_goes_round_a_checkpoint_and_the_steps_go_on_from_it(sess, tmp_path):
     run = toy_run(sess, config(tmp_path))
     assert run.start == Position(0, 0, 0, 5)  # a new run: its shuffles seeded by --seed
-    assert [run.first_batch(epoch) for epoch in range(2)] == [0, 0]
     run.checkpoint(7, 2, 3)
     assert saved_position(str(tmp_path / "checkpoint"), MODEL) == Position(7, 2, 3, 5)
     with tf.Graph().as_default(), tf.Session() as again:
-        resumed = toy_run(again, config(tmp_path, seed=None))
+        resumed = toy_run(again, config(tmp_path, seed=None, epoch=4))
         assert resumed.start == Position(7, 2, 3, 5)  # the seed comes from the checkpoint
-        assert [resumed.first_batch(epoch) for epoch in (2, 3)] == [3, 0]
+        taken, ended = steps_taken(resumed)
+    assert taken == [(8, 2, 3), (9, 3, 0), (10, 3, 1), (11, 3, 2), (12, 3, 3)]
+    assert ended == [(2, 8), (3, 12)]
+    assert saved_position(str(tmp_path / "checkpoint"), MODEL) == Position(12, 4, 0, 5)
+
+
+def test_the_graph_is_finalized_while_the_loop_runs_and_only_then(sess, tmp_path):
+    run = toy_run(sess, config(tmp_path, epoch=1))
+    with run:
+        with pytest.raises(RuntimeError, match="finalized"):
+            tf.constant(1.0)
+    assert not sess.graph.finalized
 
 
 def test_checkpoints_come_every_ckpt_freq_steps(sess, tmp_path):
@@ -97,7 +130,8 @@ def test_the_loss_log_matches_the_checkpoint_it_was_saved_with(sess, tmp_path):
         # The rows after the checkpoint's step are trained again, so they are not kept.
         assert [row["step"] for row in resumed.loss_log.rows] == ["1", "2"]
         resumed.record(3, 0, 2, {"d_loss": 0.3, "g_loss": 3.0})
-        resumed.end_epoch(3, 0)
+        resumed.loss_log.plot()
+        resumed.checkpoint(3, 1, 0)
     rows = np.genfromtxt(tmp_path / "logs" / "losses.csv", delimiter=",", names=True)
     assert rows["step"].tolist() == [1, 2, 3] and rows["g_loss"].tolist() == [1, 2, 3]
     assert os.path.exists(tmp_path / "logs" / "losses.png")
@@ -123,3 +157,45 @@ def test_a_checkpoint_from_before_the_run_object_resumes_where_it_stopped(sess, 
     assert rows["step"].tolist() == [10, 11, 12]  # batches 3, 4, 5 of epoch 1
     assert saved_position(flags.checkpoint_dir, DCGAN.model_name) == Position(12, 2, 0, 3)
     np.testing.assert_array_equal(sess.run(dcgan.sample_z), saved)
+
+
+class Watched(DCGAN):
+    """A DCGAN that notes, at each sample grid it writes, whether its graph is finalized."""
+
+    def sample(self, *args):
+        self.finalized_at_samples.append(self.sess.graph.finalized)
+        super().sample(*args)
+
+
+def small_config(folder, checkpoint_dir):
+    """One epoch of 24 16x16 images in batches of 4, a grid every step."""
+    for name in ("samples", "logs"):
+        os.makedirs(folder / name, exist_ok=True)
+    return TrainingConfig(
+        epoch=1, batch_size=4, checkpoint_dir=str(folder / checkpoint_dir),
+        sample_dir=str(folder / "samples"), logs_dir=str(folder / "logs"), sample_freq=1,
+        summary_freq=2, progress_gif=False, holdout=0.0, eval_every_epoch=False, seed=3)
+
+
+def test_the_dcgan_trains_in_a_finalized_graph_and_resumes_from_its_weights_alone(
+        sess, tmp_path, capsys):
+    images = np.random.default_rng(0).integers(0, 256, (24, 16, 16, 3), dtype=np.uint8)
+    shape = dict(image_size=16, batch_size=4, sample_size=4, z_dim=8, gf_dim=4, df_dim=4)
+    dcgan = Watched(sess, **shape)
+    dcgan.finalized_at_samples = []
+    dcgan.train(small_config(tmp_path, "run"), images)
+    # Six steps' grids and the epoch's: every one drawn with nothing added to the graph.
+    assert dcgan.finalized_at_samples == [True] * 7
+    assert not sess.graph.finalized  # the model is usable after training
+    with tf.Graph().as_default(), tf.Session() as use:
+        model = DCGAN(use, **shape)
+        assert model.load(str(tmp_path / "run"))
+        model.save(str(tmp_path / "weights"), 6)
+    names = {name for name, _ in tf.train.list_variables(str(tmp_path / "weights" /
+                                                             "DCGAN.model-6"))}
+    assert "state/sample_z" in names and "state/counters" not in names
+    assert not [name for name in names if "adam" in name]
+    with tf.Graph().as_default(), tf.Session() as again:
+        DCGAN(again, **shape).train(small_config(tmp_path, "weights"), images)
+    assert "its weights alone: training it anew from step 6" in capsys.readouterr().out
+    assert saved_position(str(tmp_path / "weights"), DCGAN.model_name) == Position(12, 1, 0, 3)
