@@ -53,7 +53,7 @@ from gantut_complete import CompletionError, complete_images
 from extras.device import choose_device, gpu_visible
 from extras.config import DEFAULTS, TrainingConfig
 from extras.dataset import DatasetError, load_dataset, split_holdout, user_cache_dir
-from extras.flags import choose_for_machine, define, define_shared
+from extras.flags import define, define_shared, machine_values
 from gantut_gan import DCGAN, GANLoss, LOSSES, image_size_error, valid_image_size
 from gantut_imgfuncs import grid_shape, inverse_transform, save_images, to_uint8
 from gantut_quiz import write_quiz
@@ -126,7 +126,7 @@ flags.DEFINE_boolean("augment", DEFAULTS.augment,
 flags.DEFINE_boolean("progress_gif", DEFAULTS.progress_gif,
                      "Animate the epochs' grids into sample_dir/progress.gif [%s]"
                      % DEFAULTS.progress_gif)
-# None: this machine's choice, made in main (choose_for_machine), not at import.
+# None: this machine's choice, made in main (machine_values), not at import.
 flags.DEFINE_boolean("fused_bn", None, "Batch norm in TensorFlow's fused kernel; --nofused_bn "
                      "for the plain one [on a GPU or a CPU with bfloat16 instructions]")
 # Knowing how good it is (extras/metrics.py).
@@ -210,57 +210,59 @@ def flag_shape():
     return {name: FLAGS[name].value for name in DCGAN.shape_flags}
 
 
-def training_config():
-    """What DCGAN.train reads, from the flags, with the loss kind's own Adam settings for those
-    the user did not set; prints the Adam settings used."""
+def run_config(machine):
+    """The run's config, resolved once from the flags: the loss kind's own Adam settings for
+    those the user did not set, and this machine's choices (`machine`) for --bf16 and
+    --fused_bn where they were left unset."""
     adam = {name: FLAGS[name].value if FLAGS[name].present else value
             for name, value in LOSSES[FLAGS.loss].adam.items()}
-    print(" [*] --loss %s: Adam learning_rate %g, beta1 %g, beta2 %g"
-          % (FLAGS.loss, adam["learning_rate"], adam["beta1"], adam["beta2"]))
-    return dataclasses.replace(TrainingConfig.of(FLAGS), **adam)
+    return dataclasses.replace(TrainingConfig.of(FLAGS), **adam,
+                               **machine_values(FLAGS, **machine))
 
 
-def train(machine, device, mixed):
-    """Create the output folders, open a Session, build the DCGAN and train it (Part 5);
-    `machine`: this machine's choices of --bf16 and --fused_bn, for the speed line; `device`:
-    the line naming the device; `mixed`: what --mixed_precision does here."""
+def train(config, machine, device, mixed):
+    """Create the output folders, open a Session, build the DCGAN and train it with `config`
+    (Part 5); `machine`: this machine's choices of --bf16 and --fused_bn, for the speed line;
+    `device`: the line naming the device; `mixed`: what --mixed_precision does here."""
     with training_folders(FLAGS.checkpoint_dir, FLAGS.sample_dir, FLAGS.logs_dir):
         shape = flag_shape()
         images = load_images(shape, FLAGS.batch_size, "--batch_size %d" % FLAGS.batch_size)
         # After the data check, so a bad --dataset is told in one line.
         print(node_line(FLAGS.threads))
         print(device)
-        print(speed_line(machine, mixed))
+        print(speed_line(config, machine, mixed))
+        print(" [*] --loss %s: Adam learning_rate %g, beta1 %g, beta2 %g"
+              % (FLAGS.loss, config.learning_rate, config.beta1, config.beta2))
         record_settings(FLAGS.checkpoint_dir, DCGAN.model_name, shape, LEGACY_SETTINGS)
-        config = training_config()
-        with new_session(FLAGS.threads, FLAGS.bf16, FLAGS.seed, mixed.float16) as sess:
+        with new_session(FLAGS.threads, config.bf16, FLAGS.seed, mixed.float16) as sess:
             dcgan = DCGAN(sess, batch_size=FLAGS.batch_size, is_crop=FLAGS.is_crop,
                           checkpoint_dir=FLAGS.checkpoint_dir, gp_lambda=FLAGS.gp_lambda,
-                          n_critic=FLAGS.n_critic, fused_bn=FLAGS.fused_bn,
+                          n_critic=FLAGS.n_critic, fused_bn=config.fused_bn,
                           loss_scale=mixed.loss_scale, g_average=FLAGS.g_average, **shape)
             dcgan.train(config, images)
 
 
-def speed_line(machine, mixed):
-    """What the step runs on, and what this machine's defaults (`machine`, as main chose them)
-    would choose; `mixed`: what --mixed_precision does here."""
+def speed_line(config, machine, mixed):
+    """What the step runs on (`config`), and what this machine's defaults (`machine`) would
+    choose; `mixed`: what --mixed_precision does here."""
     on = {True: "on", False: "off"}
     return (" [*] speed: oneDNN kernels %s, bfloat16 %s, fused batch norm %s, %s (defaults for "
             "this machine: bfloat16 %s, fused batch norm %s)" % (
-                on[extras.tfenv.ONEDNN], on[FLAGS.bf16], on[FLAGS.fused_bn], mixed.words,
+                on[extras.tfenv.ONEDNN], on[config.bf16], on[config.fused_bn], mixed.words,
                 on[machine["bf16"]], on[machine["fused_bn"]]))
 
 
-def use_trained_model():
-    """Load the newest checkpoint and generate, complete or write the quiz (Parts 1 and 5)."""
+def use_trained_model(config):
+    """Load the newest checkpoint and generate, complete or write the quiz (Parts 1 and 5);
+    `config`: the run's (its --bf16 and --fused_bn)."""
     shape = saved_settings(FLAGS.checkpoint_dir, flag_shape())
     real = None
     if FLAGS.turing_quiz or FLAGS.evaluate:
         # Cached outside --checkpoint_dir: using a model writes nothing beside it.
         real = load_images(shape, 8, "8" if FLAGS.turing_quiz else "enough to hold some out",
                            cache_dir=user_cache_dir())
-    with new_session(FLAGS.threads, FLAGS.bf16) as sess:
-        dcgan = DCGAN(sess, batch_size=FLAGS.batch_size, lam=FLAGS.lam, fused_bn=FLAGS.fused_bn,
+    with new_session(FLAGS.threads, config.bf16) as sess:
+        dcgan = DCGAN(sess, batch_size=FLAGS.batch_size, lam=FLAGS.lam, fused_bn=config.fused_bn,
                       checkpoint_dir=FLAGS.checkpoint_dir, **shape)
         sess.run(tf.global_variables_initializer())
         if not dcgan.load(FLAGS.checkpoint_dir):
@@ -352,11 +354,12 @@ def main(_):
     device, warning = choose_device(FLAGS.device)
     if warning:
         print(warning, file=sys.stderr)
-    machine = choose_for_machine(bf16=bf16_wins(), fused_bn=fused_batch_norm_wins())
+    machine = {"bf16": bf16_wins(), "fused_bn": fused_batch_norm_wins()}
+    config = run_config(machine)
     if FLAGS.complete or FLAGS.turing_quiz or FLAGS.evaluate or not FLAGS.train:
-        use_trained_model()
+        use_trained_model(config)
     else:
-        train(machine, device, mixed_precision_plan(FLAGS.mixed_precision, gpu_visible()))
+        train(config, machine, device, mixed_precision_plan(FLAGS.mixed_precision, gpu_visible()))
 
 
 if __name__ == "__main__":

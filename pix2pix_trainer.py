@@ -38,7 +38,7 @@ from absl import app
 
 from extras.device import choose_device, gpu_visible
 from extras.dataset import DatasetError, split_holdout
-from extras.flags import choose_for_machine, define, define_shared
+from extras.flags import define, define_shared, machine_values
 from gantut_imgfuncs import center_crop, imread, save_images, transform
 from extras.pix2pix import (MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, UNREADABLE, Pix2Pix, load_pairs,
                             receptive_field, valid_image_size)
@@ -139,18 +139,19 @@ def build_model(sess, settings, loss_scale=None):
     return model
 
 
-def train(device, mixed):
+def train(bf16, device, mixed):
     """Create the output folders, load the pairs, build pix2pix and train it (pix2pix stage);
-    `device`: the line naming the device; `mixed`: what --mixed_precision does here."""
+    `bf16`: --bf16 or this machine's choice; `device`: the line naming the device; `mixed`:
+    what --mixed_precision does here."""
     with training_folders(FLAGS.checkpoint_dir, FLAGS.sample_dir, FLAGS.logs_dir):
         settings = flag_settings()
         pairs = load_training_pairs(settings)
         # After the data check, so a bad --dataset is told in one line.
         print(node_line(FLAGS.threads))
         print(device)
-        print(" [*] precision: bfloat16 %s, %s" % ("on" if FLAGS.bf16 else "off", mixed.words))
+        print(" [*] precision: bfloat16 %s, %s" % ("on" if bf16 else "off", mixed.words))
         record_settings(FLAGS.checkpoint_dir, Pix2Pix.model_name, settings)
-        with new_session(FLAGS.threads, FLAGS.bf16, FLAGS.seed, mixed.float16) as sess:
+        with new_session(FLAGS.threads, bf16, FLAGS.seed, mixed.float16) as sess:
             build_model(sess, settings, mixed.loss_scale).train(FLAGS, pairs)
 
 
@@ -189,15 +190,16 @@ def read_input(path, settings):
     return transform(pixels, is_crop=False)
 
 
-def translate():
-    """--train=False: translate every --input image with the newest checkpoint (pix2pix stage).
+def translate(bf16):
+    """--train=False: translate every --input image with the newest checkpoint, bfloat16 as
+    `bf16` says (pix2pix stage).
 
     The model's settings come from model.json beside the checkpoints. Unreadable files are
     skipped and counted; each output appears whole or not at all.
     """
     settings = saved_settings(FLAGS.checkpoint_dir, flag_settings())
     files = input_files()
-    with new_session(FLAGS.threads, FLAGS.bf16) as sess:
+    with new_session(FLAGS.threads, bf16) as sess:
         model = build_model(sess, settings)
         sess.run(tf.global_variables_initializer())
         if not model.load(FLAGS.checkpoint_dir):
@@ -229,11 +231,11 @@ def main(_):
     device, warning = choose_device(FLAGS.device)
     if warning:
         print(warning, file=sys.stderr)
-    choose_for_machine(bf16=bf16_wins())
+    bf16 = machine_values(FLAGS, bf16=bf16_wins())["bf16"]
     if FLAGS.train:
-        train(device, mixed_precision_plan(FLAGS.mixed_precision, gpu_visible()))
+        train(bf16, device, mixed_precision_plan(FLAGS.mixed_precision, gpu_visible()))
     else:
-        translate()
+        translate(bf16)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
-"""What `DCGAN.train` reads, with the trainer's defaults: `TrainingConfig`, one frozen record.
+"""What a training run reads, with the trainer's defaults: `TrainingConfig`, one frozen record.
 
-gantut_trainer.py takes its flags' defaults from it, and `DCGAN.train` turns whatever config it
-is given (the trainer's FLAGS, or Part 5's own script with the post's nine flags) into one with
-`TrainingConfig.of`, so a field the caller lacks has the value the trainer would give it.
+gantut_trainer.py takes its flags' defaults from it and resolves its flags into one in `main`
+(a loss kind's Adam settings, this machine's kernels); nothing writes the flags after that.
+`DCGAN.train` turns whatever config it is given (the trainer's, or Part 5's own script's FLAGS
+with the post's nine flags) into one with `TrainingConfig.of`, so a field the caller lacks has
+the value the trainer would give it.
 """
 import dataclasses
 
@@ -32,6 +34,10 @@ class TrainingConfig:
     ckpt_freq: int = 500
     summary_freq: int = 10
     max_to_keep: int = 5
+    # How the trainer runs the model here: bfloat16 on oneDNN and batch norm's fused kernel
+    # (--bf16, --fused_bn; main fills in this machine's choice where they were left unset).
+    bf16: bool = False
+    fused_bn: bool = False
 
     @classmethod
     def of(cls, values):

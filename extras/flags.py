@@ -1,6 +1,6 @@
 """The trainers' command-line flags (ours): `define`, one absl flag and the values it refuses;
 `define_shared`, the flags gantut_trainer.py and pix2pix_trainer.py both have besides the post's
-nine; `choose_for_machine`, this machine's values for the flags left at None.
+nine; `machine_values`, the values of flags left at None ("this machine's choice").
 
 A refused value stops the trainer at start with one line naming the flag (extras.run.parse_flags):
 `error: flag --epoch=0: --epoch must be at least 1`.
@@ -61,7 +61,7 @@ def define_shared(logs_dir, sample_freq, ckpt_freq, summary_freq, max_to_keep):
                          "other random draw [random]")
     flags.DEFINE_enum("device", "auto", DEVICES, "What trains: a GPU if TensorFlow sees one "
                       "(auto), a GPU or stop (gpu), or the CPU (cpu) [auto]")
-    # None: this machine's choice, made in main (choose_for_machine), not at import.
+    # None: this machine's choice, made in main (machine_values), not at import.
     flags.DEFINE_boolean("bf16", None, "bfloat16 mixed precision on oneDNN; --nobf16 for float32 "
                          "[on where the CPU has bfloat16 instructions and no GPU is visible]")
     flags.DEFINE_boolean("mixed_precision", False, "float16 with dynamic loss scaling on an "
@@ -70,10 +70,8 @@ def define_shared(logs_dir, sample_freq, ckpt_freq, summary_freq, max_to_keep):
     flags.DEFINE_boolean("verbose", extras.tfenv.VERBOSE, extras.tfenv.VERBOSE_HELP)
 
 
-def choose_for_machine(flag_values=flags.FLAGS, **choices):
-    """Give each flag named in `choices` that was left at None ("this machine's choice") its
-    choice; return `choices`."""
-    for name, choice in choices.items():
-        if flag_values[name].value is None:
-            flag_values[name].value = choice
-    return choices
+def machine_values(flag_values=flags.FLAGS, **choices):
+    """The values of the flags named in `choices`: each flag's own where given, its choice in
+    `choices` (this machine's) where it was left at None. The flags stay as parsed."""
+    return {name: choice if flag_values[name].value is None else flag_values[name].value
+            for name, choice in choices.items()}

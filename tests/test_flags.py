@@ -8,7 +8,7 @@ import pytest
 from absl import flags
 
 from conftest import python_json
-from extras.flags import choose_for_machine, define
+from extras.flags import define, machine_values
 
 TRAINERS = ["gantut_trainer", "pix2pix_trainer"]
 
@@ -102,6 +102,6 @@ def test_a_machine_flag_takes_the_machines_choice_only_where_left_unset():
     flags.DEFINE_boolean("bf16", None, "bfloat16 [this machine's choice]", flag_values=values)
     flags.DEFINE_boolean("fused_bn", None, "fused [this machine's choice]", flag_values=values)
     values(["prog", "--nofused_bn"])
-    assert choose_for_machine(values, bf16=True, fused_bn=True) == {"bf16": True,
-                                                                    "fused_bn": True}
-    assert (values.bf16, values.fused_bn) == (True, False)
+    assert machine_values(values, bf16=True, fused_bn=True) == {"bf16": True, "fused_bn": False}
+    assert machine_values(values, bf16=False, fused_bn=True) == {"bf16": False, "fused_bn": False}
+    assert (values.bf16, values.fused_bn) == (None, False)  # read, never written
