@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from gantut_imgfuncs import center_crop, open_image
-from extras.faces import default_predictor_path, detect_faces, largest_face, load_models
+from extras.data.faces import default_predictor_path, detect_faces, largest_face, load_models
 from extras.utils import Progress, atomic_path, image_files, node_line, remove_stale_temp_files
 
 # OpenFace's mean face: the 68 dlib landmarks averaged over aligned faces

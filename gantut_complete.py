@@ -8,7 +8,7 @@ MIT License, Copyright (c) 2016 Brandon Amos, on Taehoon Kim's DCGAN-tensorflow,
 
     ./gantut_trainer.py --complete --dataset demo --mask center --completions_dir completions
 """
-import extras.tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
+import extras.machine.tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
 
 import csv
 import glob

@@ -7,13 +7,13 @@ Adversarial Network (GAN) in TensorFlow").
 - our additions after the post's names: layer norm for the WGAN-GP critic, and the loss helpers
   both stages share.
 """
-import extras.tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
+import extras.machine.tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
 
 import os
 
 import tensorflow.compat.v1 as tf
 
-from extras.convgrad import leaky_relu_gradient_from_output, patch_weight_gradients
+from extras.model.convgrad import leaky_relu_gradient_from_output, patch_weight_gradients
 from extras.utils import image_files
 
 # TensorFlow 1's graph mode, where the posts' code runs: placeholders and a Session work outside

@@ -19,11 +19,11 @@ The class holds the post's methods in the post's order (`build_model`, `generato
 `discriminator`, `train`, `save`, `load`), then ours, marked as additions: the optimisers and
 the training step, sample grids, generation and per-epoch evaluation; the posts' loss comes
 before the class (GANLoss), our loss kinds after it. `train` holds the post's loop, whose D and
-G updates run as one op every step; the run machinery it owns (checkpoints,
-stop requests, logs) is extras.run.TrainingRun, the image data is extras/dataset.py, and image
+G updates run as one op every step; the run machinery it owns (checkpoints, stop requests,
+logs) is extras.run.training.TrainingRun, the image data extras/data/dataset.py, and image
 completion gantut_complete.py.
 """
-import extras.tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
+import extras.machine.tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
 
 import os
 
@@ -32,13 +32,14 @@ import tensorflow.compat.v1 as tf
 
 from gantut_datafuncs import (batch_norm, conv2d, conv2d_transpose, dataset_files,  # noqa: F401
                               has_prefix, layer_norm, linear, lrelu, sigmoid_loss)
-from extras.config import DEFAULTS, TrainingConfig
-from extras.dataset import feed_batches, load_dataset, split_holdout
+from extras.run.config import DEFAULTS, TrainingConfig
+from extras.data.dataset import feed_batches, load_dataset, split_holdout
 from gantut_imgfuncs import grid_shape, inverse_transform, save_images, to_uint8, transform
-from extras.plots import write_progress_gif
-from extras.precision import loss_scaled
-from extras.run import (AVERAGE_SCOPE, TrainingRun, load_model, log_metrics, position_variable,
-                        save_model, save_sample_grid, training_state)
+from extras.run.plots import write_progress_gif
+from extras.model.precision import loss_scaled
+from extras.run.checkpoints import (AVERAGE_SCOPE, load_model, position_variable, save_model,
+                                    training_state)
+from extras.run.training import TrainingRun, log_metrics, save_sample_grid
 
 # dataset_files is re-exported: the post defined it in this module.
 __all__ = ["DCGAN", "dataset_files", "valid_image_size"]
@@ -250,9 +251,9 @@ class DCGAN(object):
         """Train on `config.dataset` (or on `images`, a uint8 array already loaded) (Part 4).
 
         `config` carries the trainer's flags (gantut_trainer.py), or only some of them, as the
-        post's own script does: the others take the trainer's defaults (extras.config). Ctrl-C or
-        SIGTERM saves a checkpoint after the step under way and returns; a later call with the
-        same folders resumes there.
+        post's own script does: the others take the trainer's defaults (extras.run.config).
+        Ctrl-C or SIGTERM saves a checkpoint after the step under way and returns; a later call
+        with the same folders resumes there.
         """
         config = TrainingConfig.of(config)
         if images is None:
@@ -314,8 +315,8 @@ class DCGAN(object):
 
     def load(self, checkpoint_dir):
         """Restore the newest complete checkpoint in `checkpoint_dir`; return whether one was
-        found (Part 4). Damaged ones are skipped, naming them (extras.run.load_model). G takes
-        its averaged weights where the checkpoint holds them (--g_average)."""
+        found (Part 4). Damaged ones are skipped, naming them (extras.run.checkpoints.load_model).
+        G takes its averaged weights where the checkpoint holds them (--g_average)."""
         return load_model(self, checkpoint_dir, averaged=not self.g_average) is not None
 
     # ------------------------------------------------------------------------------------------
@@ -419,18 +420,18 @@ class DCGAN(object):
         return self.sess.run(self.sampler, {self.z: z, self.is_training: False})
 
     def evaluate(self, real, seed=0):
-        """Quality figures of as many generated images as `real` ones (uint8), see extras.metrics
-        (addition).
+        """Quality figures of as many generated images as `real` ones (uint8), see
+        extras.run.metrics (addition).
 
         The noise comes from `seed`, so figures of successive epochs compare like with like.
         """
         # Imported here, where figures are computed: it loads dlib and OpenCV, which nothing
         # else in the model needs.
-        import extras.metrics
+        import extras.run.metrics
         z = np.random.default_rng(seed).uniform(-1, 1, [len(real), self.z_dim])
         chunks = np.array_split(z, max(1, len(z) // self.batch_size))
         samples = np.concatenate([self.generate(chunk) for chunk in chunks])
-        return extras.metrics.evaluate(to_uint8(inverse_transform(samples)), real, seed)
+        return extras.run.metrics.evaluate(to_uint8(inverse_transform(samples)), real, seed)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ and use the trained model (Parts 1 and 5):
     ./gantut_trainer.py --train=False --export my_model # weights only, a folder to share
 
 Every setting is a flag, with a one-line help ending in its default (`--help` lists them): the
-post's nine first, then ours; those pix2pix_trainer.py has too are defined in extras/flags.py.
+post's nine first, then ours; those pix2pix_trainer.py has too are defined in extras/run/flags.py.
 What the helps leave out:
 - --dataset is searched recursively for .png/.jpg/.jpeg; `demo` draws procedural cartoon faces
   into data/ on first use. G doubles an s x s map (s in 4..7) up to --image_size, a layer each
@@ -39,7 +39,7 @@ image cache), `samples/` (sample grids); using a model writes its image cache to
 ~/.cache/gantut ($XDG_CACHE_HOME). Running the same command again resumes where the last run
 stopped; Ctrl-C saves a checkpoint first.
 """
-import extras.tfenv  # first: TensorFlow's log level is read when it loads (see the module)
+import extras.machine.tfenv  # first: TensorFlow's log level is read when it loads (see the module)
 
 import dataclasses
 import os
@@ -50,17 +50,20 @@ import tensorflow.compat.v1 as tf
 from absl import app
 
 from gantut_complete import CompletionError, complete_images
-from extras.device import choose_device, gpu_visible
-from extras.config import DEFAULTS, TrainingConfig
-from extras.dataset import DatasetError, load_dataset, split_holdout, user_cache_dir
-from extras.flags import define, define_shared, machine_values
+from extras.machine.device import choose_device, gpu_visible
+from extras.run.config import DEFAULTS, TrainingConfig
+from extras.data.dataset import DatasetError, load_dataset, split_holdout, user_cache_dir
+from extras.run.flags import define, define_shared, machine_values
 from gantut_gan import DCGAN, GANLoss, LOSSES, image_size_error, valid_image_size
 from gantut_imgfuncs import grid_shape, inverse_transform, save_images, to_uint8
 from gantut_quiz import write_quiz
-from extras.precision import mixed_precision_plan
-from extras.run import (Position, bf16_wins, checkpoint_paths, checkpoint_step,
-                        fused_batch_norm_wins, log_metrics, new_session, parse_flags,
-                        record_settings, saved_position, saved_settings, training_folders)
+from extras.model.precision import mixed_precision_plan
+from extras.machine.cpu import bf16_wins, fused_batch_norm_wins
+from extras.machine.session import new_session
+from extras.run.checkpoints import (Position, checkpoint_paths, checkpoint_step, record_settings,
+                                    saved_position, saved_settings)
+from extras.run.flags import parse_flags
+from extras.run.training import log_metrics, training_folders
 from extras.utils import node_line
 
 
@@ -129,7 +132,7 @@ flags.DEFINE_boolean("progress_gif", DEFAULTS.progress_gif,
 # None: this machine's choice, made in main (machine_values), not at import.
 flags.DEFINE_boolean("fused_bn", None, "Batch norm in TensorFlow's fused kernel; --nofused_bn "
                      "for the plain one [on a GPU or a CPU with bfloat16 instructions]")
-# Knowing how good it is (extras/metrics.py).
+# Knowing how good it is (extras/run/metrics.py).
 flags.DEFINE_boolean("eval_every_epoch", DEFAULTS.eval_every_epoch,
                      "Quality figures against held-out images after each epoch [%s]"
                      % DEFAULTS.eval_every_epoch)
@@ -248,7 +251,7 @@ def speed_line(config, machine, mixed):
     on = {True: "on", False: "off"}
     return (" [*] speed: oneDNN kernels %s, bfloat16 %s, fused batch norm %s, %s (defaults for "
             "this machine: bfloat16 %s, fused batch norm %s)" % (
-                on[extras.tfenv.ONEDNN], on[config.bf16], on[config.fused_bn], mixed.words,
+                on[extras.machine.tfenv.ONEDNN], on[config.bf16], on[config.fused_bn], mixed.words,
                 on[machine["bf16"]], on[machine["fused_bn"]]))
 
 

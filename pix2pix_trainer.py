@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Train pix2pix from the command line: front view in, side view out (the pix2pix stage beside
-"Generative Adversarial Network (GAN) in TensorFlow"; the model is in extras/pix2pix.py).
+"Generative Adversarial Network (GAN) in TensorFlow"; the model is in extras/model/pix2pix.py).
 
     ./pix2pix_trainer.py --dataset demo --image_size 64 --epoch 5   # built-in paired faces
     ./pix2pix_trainer.py --dataset ~/facades --direction BtoA        # side-by-side A|B images
@@ -11,7 +11,7 @@ and translate images with the trained model:
     ./pix2pix_trainer.py --train=False --input photos/ --out_dir translated
 
 Every setting is a flag, with a one-line help ending in its default (`--help` lists them); those
-gantut_trainer.py has too are defined in extras/flags.py. What the helps leave out:
+gantut_trainer.py has too are defined in extras/run/flags.py. What the helps leave out:
 - --dataset is either a folder of side-by-side images (input | target, each twice as wide as
   high, as the public pix2pix data sets come) or a folder with front/ and side/ sub-folders
   whose images pair up by name; `demo` draws faces from the front and in profile on first use.
@@ -28,7 +28,7 @@ Outputs: `logs_pix2pix/` (TensorBoard), `checkpoint_pix2pix/` (weights, training
 the pair cache), `samples_pix2pix/` (rows of input | generated | target). Running the same
 command again resumes where the last run stopped; Ctrl-C or SIGTERM saves a checkpoint first.
 """
-import extras.tfenv  # first: TensorFlow's log level is read when it loads (see the module)
+import extras.machine.tfenv  # first: TensorFlow's log level is read when it loads (see the module)
 
 import os
 import sys
@@ -36,15 +36,19 @@ import sys
 import tensorflow.compat.v1 as tf
 from absl import app
 
-from extras.device import choose_device, gpu_visible
-from extras.dataset import DatasetError, split_holdout
-from extras.flags import define, define_shared, machine_values
+from extras.machine.device import choose_device, gpu_visible
+from extras.data.dataset import DatasetError, split_holdout
+from extras.run.flags import define, define_shared, machine_values
 from gantut_imgfuncs import center_crop, imread, save_images, transform
-from extras.pix2pix import (MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, UNREADABLE, Pix2Pix, load_pairs,
+from extras.model.pix2pix import (MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, UNREADABLE, Pix2Pix, load_pairs,
                             receptive_field, valid_image_size)
-from extras.precision import mixed_precision_plan
-from extras.run import (bf16_wins, first_line, new_session, parse_flags,
-                        record_settings, saved_settings, training_folders)
+from extras.model.precision import mixed_precision_plan
+from extras.machine.cpu import bf16_wins
+from extras.machine.session import new_session
+from extras.run.checkpoints import record_settings, saved_settings
+from extras.run.flags import parse_flags
+from extras.run.training import training_folders
+from extras.utils import first_line
 from extras.utils import Progress, image_files, node_line
 
 flags = tf.app.flags

@@ -24,19 +24,20 @@ import tempfile
 import time
 from types import SimpleNamespace
 
-# The repository first, for extras.tfenv, which must come before numpy and TensorFlow.
+# The repository first, for extras.machine.tfenv, which must come before numpy and TensorFlow.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import extras.tfenv  # noqa: E402,F401  (TensorFlow's logging, see the module)
+import extras.machine.tfenv  # noqa: E402,F401  (TensorFlow's logging, see the module)
 
 import numpy as np  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402
 
 from demo_faces import make_demo_pairs  # noqa: E402
-from extras.dataset import split_holdout  # noqa: E402
+from extras.data.dataset import split_holdout  # noqa: E402
 from gantut_imgfuncs import save_images  # noqa: E402
-from extras.pix2pix import (Pix2Pix, feed_pairs, load_pairs, pair_views,  # noqa: E402
+from extras.model.pix2pix import (Pix2Pix, feed_pairs, load_pairs, pair_views,  # noqa: E402
                             sample_rows)
-from extras.run import bf16_wins, session_config  # noqa: E402
+from extras.machine.cpu import bf16_wins
+from extras.machine.session import session_config
 from extras.utils import ALL_CORES, timed_steps  # noqa: E402
 
 DEMO_SIZE = 64

@@ -4,7 +4,7 @@ training time (project addition beside Part 5).
 
 Trains the project's DCGAN, then its PyTorch peer (bench/torch_peer.py, needs
 bench/requirements.txt; as bench/train_throughput.py --peer runs it) for the same wall time each,
-on the same batches and noise; then extras.metrics scores the samples each draws from the same
+on the same batches and noise; then extras.run.metrics scores the samples each draws from the same
 noise against real images held out from training. 8x8 grids go to --data_dir. Last line:
 
     ours_face_rate=<a> peer_face_rate=<b> ours_fd=<c> peer_fd=<d>
@@ -20,17 +20,17 @@ import sys
 import tempfile
 import time
 
-# The repository first, for extras.tfenv, which must come before numpy and TensorFlow.
+# The repository first, for extras.machine.tfenv, which must come before numpy and TensorFlow.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import extras.tfenv  # noqa: E402,F401  (TensorFlow's logging, see the module)
+import extras.machine.tfenv  # noqa: E402,F401  (TensorFlow's logging, see the module)
 
 import numpy as np  # noqa: E402
 
-import extras.metrics  # noqa: E402
-from extras.dataset import load_dataset, split_rows  # noqa: E402
+import extras.run.metrics  # noqa: E402
+from extras.data.dataset import load_dataset, split_rows  # noqa: E402
 from gantut_gan import GANLoss, LOSSES  # noqa: E402
 from gantut_imgfuncs import inverse_transform, save_images, to_uint8  # noqa: E402
-from extras.run import bf16_wins, fused_batch_norm_wins  # noqa: E402
+from extras.machine.cpu import bf16_wins, fused_batch_norm_wins
 from extras.utils import ALL_CORES, timed_steps  # noqa: E402
 from train_throughput import (demo_images, device_line, tf_training,  # noqa: E402
                               torch_peer_model, training_work)
@@ -103,7 +103,7 @@ def train_for(name, train_step, work, seconds):
 
 
 def as_uint8(samples):
-    """Generator output in [-1, 1] as the uint8 images extras.metrics takes."""
+    """Generator output in [-1, 1] as the uint8 images extras.run.metrics takes."""
     return to_uint8(inverse_transform(samples))
 
 
@@ -146,7 +146,7 @@ def main():
         grid = save_images(samples[:64], (8, 8),
                            os.path.join(args.data_dir, "quality_%s.png" % name))
         started = time.perf_counter()
-        figures[name] = extras.metrics.evaluate(as_uint8(samples), held_out, args.seed)
+        figures[name] = extras.run.metrics.evaluate(as_uint8(samples), held_out, args.seed)
         print("%s: %d steps in %g min, evaluated in %.0f s, grid %s"
               % (name, steps, args.minutes, time.perf_counter() - started, grid))
         print("  " + " ".join("%s=%.4g" % item for item in sorted(figures[name].items())))

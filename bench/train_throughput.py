@@ -32,20 +32,21 @@ import sys
 import tempfile
 import time
 
-# The repository first, for extras.tfenv, which must come before numpy and TensorFlow.
+# The repository first, for extras.machine.tfenv, which must come before numpy and TensorFlow.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import extras.tfenv  # noqa: E402,F401  (TensorFlow's logging, see the module)
+import extras.machine.tfenv  # noqa: E402,F401  (TensorFlow's logging, see the module)
 
 import numpy as np  # noqa: E402
 import tensorflow.compat.v1 as tf  # noqa: E402
 
 from demo_faces import make_demo_dataset  # noqa: E402
-from extras.device import choose_device, gpu_visible  # noqa: E402
-from extras.dataset import augment_images, feed_batches, load_dataset  # noqa: E402
+from extras.machine.device import choose_device, gpu_visible  # noqa: E402
+from extras.data.dataset import augment_images, feed_batches, load_dataset  # noqa: E402
 from gantut_gan import DCGAN, GANLoss, LOSSES  # noqa: E402
-from extras.precision import mixed_precision_plan  # noqa: E402
-from extras.run import (BF16_INSTRUCTIONS, bf16_wins, cpu_flags, cpu_info,  # noqa: E402
-                        fused_batch_norm_wins, session_config)
+from extras.model.precision import mixed_precision_plan  # noqa: E402
+from extras.machine.cpu import (BF16_INSTRUCTIONS, bf16_wins, cpu_flags, cpu_info,
+                                fused_batch_norm_wins)
+from extras.machine.session import session_config
 from extras.utils import ALL_CORES  # noqa: E402
 
 PEERS = ("torch", "torch-compile")
@@ -169,8 +170,9 @@ def device_line():
 
 def tf_levers(args):
     """TensorFlow's levers in one line."""
-    # extras.tfenv sets TF_ENABLE_ONEDNN_OPTS=1 unless the environment chose (read once, when
-    # TensorFlow is imported); TensorFlow alone turns oneDNN on only on AVX512-VNNI/BF16 or AMX.
+    # extras.machine.tfenv sets TF_ENABLE_ONEDNN_OPTS=1 unless the environment chose (read once,
+    # when TensorFlow is imported); TensorFlow alone turns oneDNN on only on AVX512-VNNI/BF16 or
+    # AMX.
     onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
     mixed = mixed_precision_plan(args.mixed_precision, gpu_visible())
     on = {True: "on", False: "off"}

@@ -234,3 +234,13 @@ def node_line(used, unit="threads"):
     ` [*] node HOST, 2 threads (of 4 cores this process may run on)` (project helper)."""
     return " [*] node %s, %d %s (of %d cores this process may run on)" % (
         socket.gethostname(), used, unit, ALL_CORES)
+
+
+class TrainingError(Exception):
+    """Training cannot go on; the message says why, what is kept and what to do."""
+
+
+def first_line(err):
+    """The first line of an exception's message, for one-line error reports."""
+    text = getattr(err, "message", None) or str(err)
+    return text.strip().splitlines()[0] if text.strip() else type(err).__name__

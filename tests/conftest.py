@@ -14,7 +14,7 @@ import tempfile
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-import extras.tfenv  # noqa: E402,F401  (first: TensorFlow then loads without Keras; see it)
+import extras.machine.tfenv  # noqa: E402,F401  (first: TensorFlow then loads without Keras; see it)
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -61,13 +61,13 @@ def assert_refused(result, start):
 
 
 def flag_errors(module, *argvs):
-    """What the trainer `module`'s flag parser (extras.run.parse_flags) says of each argv: its
-    one-line error, or None if it parses. One process imports the trainer for all of them."""
-    script = ("import json, sys, extras.run, %s\nerrors = []\n"
+    """What the trainer `module`'s flag parser (extras.run.flags.parse_flags) says of each argv:
+    its one-line error, or None if it parses. One process imports the trainer for all of them."""
+    script = ("import json, sys, extras.run.flags as run_flags, %s\nerrors = []\n"
               "for argv in json.loads(sys.argv[1]):\n"
-              "    try:\n        extras.run.parse_flags([%r] + argv)\n        errors.append(None)\n"
+              "    try:\n        run_flags.parse_flags([%r] + argv)\n        errors.append(None)\n"
               "    except SystemExit as stop:\n        errors.append(str(stop.code))\n"
-              "    extras.run.flags.FLAGS.unparse_flags()\n"
+              "    run_flags.flags.FLAGS.unparse_flags()\n"
               "print(json.dumps(errors))" % (module, module))
     return python_json(script, json.dumps(argvs))
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-from extras.run import session_config
+from extras.machine.session import session_config
 from gantut_gan import DCGAN
 
 STEPS, IMAGE_SIZE, BATCH, Z_DIM = 5, 32, 8, 8

@@ -6,7 +6,7 @@ import os
 import numpy as np
 
 from conftest import TINY, run_trainer, write_images
-from extras.dataset import load_dataset
+from extras.data.dataset import load_dataset
 
 
 def caches(folder, pattern="images_*"):

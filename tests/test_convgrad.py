@@ -1,6 +1,7 @@
-"""The layer ops' gradients of extras/convgrad.py are TensorFlow's own, in float32 real sessions:
-conv2d's and conv2d_transpose's weight gradient by patches, used only on small output maps, and
-lrelu's gradient from its output, which lets a training step fuse D's first layer into one op."""
+"""The layer ops' gradients of extras/model/convgrad.py are TensorFlow's own, in float32 real
+sessions: conv2d's and conv2d_transpose's weight gradient by patches, used only on small output
+maps, and lrelu's gradient from its output, which lets a training step fuse D's first layer into
+one op."""
 import os
 import sys
 
@@ -9,8 +10,8 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from conftest import REPO
-from extras.convgrad import PATCH_GRADIENT_MAX_SIDE
-from extras.run import bf16_wins, fused_batch_norm_wins
+from extras.model.convgrad import PATCH_GRADIENT_MAX_SIDE
+from extras.machine.cpu import bf16_wins, fused_batch_norm_wins
 from gantut_datafuncs import conv2d, conv2d_transpose, lrelu
 
 sys.path.insert(0, os.path.join(REPO, "bench"))

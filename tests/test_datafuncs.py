@@ -8,7 +8,7 @@ import tensorflow.compat.v1 as tf
 
 from conftest import write_images
 from gantut_datafuncs import batch_norm, conv2d, conv2d_transpose, dataset_files, linear, lrelu
-from extras.dataset import DatasetError, epoch_batches, feed_batches, load_dataset, prefetch
+from extras.data.dataset import DatasetError, epoch_batches, feed_batches, load_dataset, prefetch
 
 
 def variables():

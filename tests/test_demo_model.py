@@ -9,9 +9,9 @@ import tensorflow.compat.v1 as tf
 from PIL import Image
 
 from conftest import REPO, checkpoint_steps, run_trainer
-from extras.config import TrainingConfig
-from extras.metrics import face_rate
-from extras.run import Position, saved_position
+from extras.run.config import TrainingConfig
+from extras.run.metrics import face_rate
+from extras.run.checkpoints import Position, saved_position
 from gantut_gan import DCGAN
 
 DEMO = os.path.join(REPO, "models", "demo")

@@ -1,8 +1,8 @@
-"""Which device trains (extras/device.py): the GPUs a process may use, the warning when
+"""Which device trains (extras/machine/device.py): the GPUs a process may use, the warning when
 TensorFlow cannot use them, and --device on this CPU machine."""
 import pytest
 
-from extras.device import choose_device, fallback_warning, usable_gpus
+from extras.machine.device import choose_device, fallback_warning, usable_gpus
 
 LISTING = ("GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-1111aaaa-0000-0000-0000-000000000000)\n"
            "GPU 1: NVIDIA A100-SXM4-40GB (UUID: GPU-2222bbbb-0000-0000-0000-000000000000)\n")

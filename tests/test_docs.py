@@ -214,7 +214,7 @@ CODE_NAME = re.compile(r"((?:extras\.)?[a-z]\w*)\.([A-Za-z_][\w.]*)$")
 @pytest.mark.parametrize("doc", DOCS)
 def test_code_names_exist(doc):
     """Every `module.name` of ours in a code span of the page (`gantut_gan.DCGAN.train`,
-    `extras.run.TrainingRun`) is defined there."""
+    `extras.run.training.TrainingRun`) is defined there."""
     unknown, checked = [], 0
     for span in code_of(doc):
         match = CODE_NAME.match(span)

@@ -23,7 +23,7 @@ from PIL import Image
 
 from conftest import (FAULT_STATS, REPO, TINY, checkpoint_steps, run_trainer, sigint_from,
                       write_images)
-from extras.dataset import load_dataset
+from extras.data.dataset import load_dataset
 from test_trainer import progress
 
 pytestmark = pytest.mark.faults

@@ -8,7 +8,7 @@ import pytest
 from absl import flags
 
 from conftest import python_json
-from extras.flags import define, machine_values
+from extras.run.flags import define, machine_values
 
 TRAINERS = ["gantut_trainer", "pix2pix_trainer"]
 
@@ -24,11 +24,11 @@ def imported(module):
     """{"flags": [(name, help, default)] of the flags `module` defines, in definition order,
     "probed": the device probes its import called} (each trainer is imported in its own
     process, once: both define --dataset)."""
-    # gpu_visible is patched where it is defined, before extras.run imports it.
-    script = ("import json, extras.device as device\nprobed = []\n"
+    # gpu_visible is patched where it is defined, before extras.machine.cpu imports it.
+    script = ("import json, extras.machine.device as device\nprobed = []\n"
               "def probe(name):\n    return lambda: probed.append(name) or set()\n"
               "device.gpu_visible = probe('gpu_visible')\n"
-              "import extras.run as run\nrun.cpu_flags = probe('cpu_flags')\n"
+              "import extras.machine.cpu as cpu\ncpu.cpu_flags = probe('cpu_flags')\n"
               "import %s\nfrom absl import flags\n"
               "print(json.dumps({'probed': probed, 'flags': [(f.name, f.help, f.default if "
               "f.default != float('inf') else 'inf') for f in "

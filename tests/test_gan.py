@@ -91,8 +91,8 @@ def test_a_few_discriminator_steps_tell_real_from_fake_better(sess):
 
 
 def test_importing_the_dcgan_loads_neither_dlib_nor_opencv():
-    """extras.metrics (dlib, OpenCV) is imported only where figures are computed, and TensorFlow
-    loads without Keras, which would import OpenCV (extras.tfenv)."""
+    """extras.run.metrics (dlib, OpenCV) is imported only where figures are computed, and TensorFlow
+    loads without Keras, which would import OpenCV (extras.machine.tfenv)."""
     import subprocess
     import sys
     from conftest import REPO

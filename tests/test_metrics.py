@@ -1,5 +1,5 @@
-"""Tests of extras/metrics.py (quality figures beside Part 5): real dlib models, a real photo of a
-face (scikit-image's astronaut) aligned by align_faces.py, and photos without faces."""
+"""Tests of extras/run/metrics.py (quality figures beside Part 5): real dlib models, a real photo
+of a face (scikit-image's astronaut) aligned by align_faces.py, and photos without faces."""
 import cv2
 import dlib
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 import skimage.data
 
 import align_faces
-import extras.metrics as metrics
+import extras.run.metrics as metrics
 
 SET_SIZE = 160
 

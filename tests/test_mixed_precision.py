@@ -14,9 +14,9 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from conftest import REPO, TINY, checkpoint_steps, run_trainer
-from extras.pix2pix import Pix2Pix
-from extras.precision import LOSS_SCALE_ON_CPU, mixed_precision_plan
-from extras.run import session_config
+from extras.model.pix2pix import Pix2Pix
+from extras.model.precision import LOSS_SCALE_ON_CPU, mixed_precision_plan
+from extras.machine.session import session_config
 from gantut_gan import DCGAN
 
 STEPS = 6
@@ -157,7 +157,7 @@ def test_float16_emulation_on_cpu_crashes_on_this_graph():
     dies on the generator's transposed convolutions (a grappler bug in TensorFlow 2.21). When
     this test fails, that rewrite works and the tests can run float16's range on the CPU."""
     script = (
-        "import extras.tfenv, numpy as np, tensorflow.compat.v1 as tf\n"
+        "import extras.machine.tfenv, numpy as np, tensorflow.compat.v1 as tf\n"
         "from tensorflow.core.protobuf import rewriter_config_pb2\n"
         "from gantut_gan import DCGAN\n"
         "config = tf.ConfigProto()\n"

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from conftest import REPO, checkpoint_steps, write_images
-from extras.config import DEFAULTS, TrainingConfig
+from extras.run.config import DEFAULTS, TrainingConfig
 
 POST_SCRIPT = '''
 import os

@@ -1,4 +1,4 @@
-"""The pix2pix stage: extras/pix2pix.py in real sessions on real files, and pix2pix_trainer.py
+"""The pix2pix stage: extras/model/pix2pix.py in real sessions on real files, and pix2pix_trainer.py
 run as a real subprocess on tiny paired sets."""
 import glob
 import json
@@ -15,9 +15,9 @@ from PIL import Image
 
 import conftest
 from conftest import REPO, assert_refused, flag_errors, interrupt_when, run_trainer, write_images
-from extras.dataset import split_holdout
+from extras.data.dataset import split_holdout
 from gantut_imgfuncs import to_uint8
-from extras.pix2pix import (Pix2Pix, feed_pairs, jitter_pairs, load_pairs, orient,
+from extras.model.pix2pix import (Pix2Pix, feed_pairs, jitter_pairs, load_pairs, orient,
                             receptive_field)
 
 PROGRESS = re.compile(r"^Epoch \[ *(\d+)\] \[ *(\d+)/ *(\d+)\] time: [\d.]+, disc_loss: [\d.]+, "

@@ -6,7 +6,7 @@ import pytest
 from matplotlib.colors import to_rgb
 from PIL import Image, ImageSequence
 
-from extras.plots import loss_range, label_image, plot_losses, smooth, write_progress_gif
+from extras.run.plots import loss_range, label_image, plot_losses, smooth, write_progress_gif
 
 EPOCH_GREY = (150, 150, 150)
 

@@ -1,4 +1,4 @@
-"""Only our own lines by default (extras/tfenv.py), and TensorBoard without errors about
+"""Only our own lines by default (extras/machine/tfenv.py), and TensorBoard without errors about
 our folders; real subprocesses, a real pty and a real TensorBoard."""
 import os
 import re
@@ -12,7 +12,7 @@ import pytest
 import skimage.data
 from PIL import Image
 
-import extras.tfenv
+import extras.machine.tfenv
 from conftest import REPO, TINY, write_images
 
 # Our own line starts, and progress lines (`label: n/total unit, rate unit/s, ETA ...`).
@@ -44,19 +44,19 @@ def output_lines(cwd, *args, script="gantut_trainer.py"):
     (["--", "--verbose"], {}, False), (["--verbosity=1"], {}, False),
     ([], {"GANTUT_VERBOSE": "1"}, True), (["--noverbose"], {"GANTUT_VERBOSE": "1"}, False)])
 def test_verbose_is_read_from_the_command_line_and_the_environment(argv, environ, verbose):
-    assert extras.tfenv.verbose_requested(["prog"] + argv, environ) is verbose
+    assert extras.machine.tfenv.verbose_requested(["prog"] + argv, environ) is verbose
 
 
 def test_a_program_that_is_not_ours_keeps_its_stderr():
-    result = run_python("import sys, extras.tfenv; print(sys.stderr.fileno())",
+    result = run_python("import sys, extras.machine.tfenv; print(sys.stderr.fileno())",
                         capture_output=True, text=True)
     assert result.stdout == "2\n" and result.stderr == ""
 
 
 def test_the_filter_drops_only_the_listed_lines_and_loses_nothing_at_exit():
     code = "\n".join([
-        "import os, sys, extras.tfenv",
-        "extras.tfenv.filter_stderr(extras.tfenv.FILTERED)",
+        "import os, sys, extras.machine.tfenv",
+        "extras.machine.tfenv.filter_stderr(extras.machine.tfenv.FILTERED)",
         "os.write(2, b'C++ line 1\\n')",
         "os.write(2, %r)" % CUDA_STUB_LINE,
         "os.write(2, b'WARNING: All log messages before absl::InitializeLog() is called are "
@@ -84,7 +84,7 @@ def test_the_filter_drops_only_the_listed_lines_and_loses_nothing_at_exit():
 
 def test_a_terminal_stays_a_terminal_for_progress_lines():
     main, child = os.openpty()
-    code = ("import sys, extras.tfenv; extras.tfenv.filter_stderr(extras.tfenv.FILTERED); "
+    code = ("import sys, extras.machine.tfenv as tfenv; tfenv.filter_stderr(tfenv.FILTERED); "
             "print(sys.stderr.isatty()); sys.stderr.write('a: 1/2 x\\ra: 2/2 x\\n')")
     result = run_python(code, stdout=subprocess.PIPE, stderr=child, text=True)
     os.close(child)

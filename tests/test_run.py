@@ -1,6 +1,7 @@
-"""The run machinery a training loop owns (extras.run.TrainingRun), in-process on a real Session:
-the position round trip, checkpoints when due, stop requests, the loss log; and a checkpoint
-written before the run machinery was its own object still resumes."""
+"""The run machinery a training loop owns (extras.run.training.TrainingRun), in-process on a real
+Session: the position round trip and the loop's steps, checkpoints when due, stop requests, the
+loss log, a finalized graph while the loop runs; a checkpoint written before the run machinery
+was its own object, and a weights-only one, still resume."""
 import os
 import shutil
 import signal
@@ -13,9 +14,10 @@ import tensorflow.compat.v1 as tf
 from conftest import REPO, checkpoint_steps
 
 from gantut_gan import DCGAN
-from extras.config import TrainingConfig
-from extras.run import (Position, TrainingError, TrainingRun, position_variable, saved_position,
-                        training_state)
+from extras.run.config import TrainingConfig
+from extras.run.checkpoints import Position, position_variable, saved_position, training_state
+from extras.run.training import TrainingRun
+from extras.utils import TrainingError
 
 MODEL = "Toy.model"
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "checkpoint_v1")

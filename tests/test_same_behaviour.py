@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from extras.config import TrainingConfig  # noqa: E402
+from extras.run.config import TrainingConfig  # noqa: E402
 from gantut_gan import DCGAN  # noqa: E402
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "five_steps.npz")

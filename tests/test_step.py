@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
-from extras.config import TrainingConfig
+from extras.run.config import TrainingConfig
 from gantut_gan import DCGAN
 
 STEPS = 3

@@ -9,7 +9,7 @@ import tensorflow.compat.v1 as tf
 from conftest import TINY, run_trainer, write_images
 from PIL import Image
 
-from extras.dataset import augment_images, feed_batches
+from extras.data.dataset import augment_images, feed_batches
 from gantut_gan import DCGAN, gradient_penalty, image_size_error, layer_sizes, valid_image_size
 
 

@@ -1,6 +1,6 @@
 """float16 mixed precision on NVIDIA GPUs (ours): what --mixed_precision does on this machine,
 and Adam with dynamic loss scaling."""
-import extras.tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
+import extras.machine.tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
 
 import collections
 import os

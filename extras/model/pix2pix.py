@@ -17,12 +17,13 @@ decoder level of its size, so details need not squeeze through the 1x1 bottlenec
 (a profile puts the nose where the front view had a cheek); `dense_layers` adds them.
 D is a PatchGAN: a few 4x4 convolutions whose every output judges one patch, 70x70 at 256 px.
 
-The layer ops, the uint8 cache, the checkpoint code and the image helpers are those of the
-DCGAN stage (gantut_datafuncs, extras.dataset, extras.run, gantut_imgfuncs). Pairs live in ONE cache array,
-N x size x size x 2*c_dim, the input and target images concatenated on the channel axis (the
-post kept them in an HDF5 file to avoid running out of memory; the memory-mapped cache does that).
+The layer ops, the uint8 cache, the run machinery and the image helpers are those of the DCGAN
+stage (gantut_datafuncs, extras.data.dataset, extras.run, gantut_imgfuncs). Pairs live in ONE
+cache array, N x size x size x 2*c_dim, the input and target images concatenated on the channel
+axis (the post kept them in an HDF5 file to avoid running out of memory; the memory-mapped cache
+does that).
 """
-import extras.tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
+import extras.machine.tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
 
 import os
 import sys
@@ -33,12 +34,13 @@ from PIL import Image
 
 from gantut_datafuncs import (batch_norm, conv2d, conv2d_transpose, has_prefix, linear, lrelu,
                               sigmoid_loss)
-from extras.dataset import (DatasetError, augment_images, cached_rows, dataset_fingerprint,
+from extras.data.dataset import (DatasetError, augment_images, cached_rows, dataset_fingerprint,
                             epoch_batches, prefetch, split_holdout)
 from gantut_gan import width_multiple
-from extras.precision import loss_scaled
-from extras.run import (TrainingRun, first_line, load_model, position_variable, save_model,
-                        save_sample_grid, training_state)
+from extras.model.precision import loss_scaled
+from extras.run.checkpoints import load_model, position_variable, save_model, training_state
+from extras.run.training import TrainingRun, save_sample_grid
+from extras.utils import first_line
 from gantut_imgfuncs import center_crop, imread, transform
 from extras.utils import image_files
 
@@ -165,7 +167,7 @@ class Pix2Pix(object):
                                            for name, loss in self.losses.items()])
         self.train_op = self.optimizer(learning_rate, beta1)
         # Made by train, so that checkpoints keep Adam's state; a model used without training
-        # makes one of its weights (extras.run.model_saver).
+        # makes one of its weights (extras.run.checkpoints.model_saver).
         self.saver = None
 
     def generator(self, image):

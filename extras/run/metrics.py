@@ -10,7 +10,7 @@ Network (GAN) in TensorFlow"):
 
 Images come as the trainer caches them: uint8 N x H x W x 3 (or x 1), aligned square crops.
 """
-import extras.tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
+import extras.machine.tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
 
 import functools
 import hashlib
@@ -23,7 +23,7 @@ import numpy as np
 import scipy.linalg
 import tensorflow.compat.v1 as tf
 
-from extras.faces import default_predictor_path, detect_faces, largest_face, load_models
+from extras.data.faces import default_predictor_path, detect_faces, largest_face, load_models
 
 # Faces are searched on a copy of each crop scaled to this side. dlib's HOG detector scans an
 # 80 px window over shrinking copies of an image, so at 128 px it finds faces down to 40 px of a

@@ -1,5 +1,5 @@
 """Face detection with dlib (ours), shared by the alignment (align_faces.py, Part 2) and the
-quality figures (extras/metrics.py): dlib's HOG detector and 68-landmark predictor from the pip
+quality figures (extras/run/metrics.py): dlib's HOG detector and 68-landmark predictor from the pip
 package face-recognition-models, detection on a bounded copy of large photos, and OpenFace's
 choice among the faces found."""
 import collections

@@ -2,13 +2,15 @@
 `define_shared`, the flags gantut_trainer.py and pix2pix_trainer.py both have besides the post's
 nine; `machine_values`, the values of flags left at None ("this machine's choice").
 
-A refused value stops the trainer at start with one line naming the flag (extras.run.parse_flags):
+A refused value stops the trainer at start with one line naming the flag (`parse_flags`):
 `error: flag --epoch=0: --epoch must be at least 1`.
 """
+import sys
+
 from absl import flags
 
-import extras.tfenv
-from extras.device import DEVICES
+import extras.machine.tfenv
+from extras.machine.device import DEVICES
 from extras.utils import ALL_CORES
 
 # What this module defines belongs to the trainer calling in: its --help lists it.
@@ -66,8 +68,8 @@ def define_shared(logs_dir, sample_freq, ckpt_freq, summary_freq, max_to_keep):
                          "[on where the CPU has bfloat16 instructions and no GPU is visible]")
     flags.DEFINE_boolean("mixed_precision", False, "float16 with dynamic loss scaling on an "
                          "NVIDIA GPU; does nothing on a CPU [False]")
-    # Read by extras.tfenv before TensorFlow loads; defined here so that absl accepts it.
-    flags.DEFINE_boolean("verbose", extras.tfenv.VERBOSE, extras.tfenv.VERBOSE_HELP)
+    # Read by extras.machine.tfenv before TensorFlow loads; defined here so that absl accepts it.
+    flags.DEFINE_boolean("verbose", extras.machine.tfenv.VERBOSE, extras.machine.tfenv.VERBOSE_HELP)
 
 
 def machine_values(flag_values=flags.FLAGS, **choices):
@@ -75,3 +77,13 @@ def machine_values(flag_values=flags.FLAGS, **choices):
     `choices` (this machine's) where it was left at None. The flags stay as parsed."""
     return {name: choice if flag_values[name].value is None else flag_values[name].value
             for name, choice in choices.items()}
+
+
+def parse_flags(argv):
+    """The flags parser for absl's runner (`app.run(main, flags_parser=parse_flags)`): a bad or
+    unknown flag is refused in one `error:` line, with exit status 1, where absl prints a FATAL
+    line and a hint."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as err:
+        sys.exit("error: %s (--help lists the flags)" % err)

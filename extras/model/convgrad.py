@@ -17,13 +17,13 @@ input's 5x5 patches with the output gradient takes a third of the time (bench/LE
 at most `PATCH_GRADIENT_MAX_SIDE` on a side and no GPU is visible; TensorFlow's own elsewhere.
 The values are TensorFlow's up to the order of summation.
 """
-import extras.tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
+import extras.machine.tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
 
 import contextlib
 
 import tensorflow.compat.v1 as tf
 
-from extras.device import gpu_visible
+from extras.machine.device import gpu_visible
 
 # The largest output side measured faster by patches (4x4; at 8x8 TensorFlow's kernel wins).
 PATCH_GRADIENT_MAX_SIDE = 4

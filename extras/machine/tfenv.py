@@ -30,8 +30,8 @@ FILTERED = re.compile(
 VERBOSE_FLAG = re.compile(r"--?(no)?verbose(?:=(.*))?$")
 # The help of the --verbose flag that both trainers define, so that absl accepts what this module
 # has already read (its default: VERBOSE, so GANTUT_VERBOSE=1 shows in it).
-VERBOSE_HELP = ("Also show TensorFlow's and absl's own log lines, otherwise lowered or filtered "
-                "(extras/tfenv.py); also GANTUT_VERBOSE=1 [False]")
+VERBOSE_HELP = ("Also show TensorFlow's and absl's own log lines, otherwise hidden "
+                "(extras/machine/tfenv.py), as GANTUT_VERBOSE=1 [False]")
 # How long an unfinished line waits in the filter for its end before it is passed on as it is.
 PARTIAL_LINE_WAIT_S = 0.1
 
@@ -53,7 +53,9 @@ def verbose_requested(argv, environ):
 def running_our_program():
     """Whether the `__main__` script is one of this repository's (its folder or bench/)."""
     script = getattr(sys.modules.get("__main__"), "__file__", None)
-    here = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+    here = os.path.realpath(__file__)
+    for _ in range(3):  # extras/machine/tfenv.py: the repository is three folders up
+        here = os.path.dirname(here)
     return script is not None and os.path.dirname(os.path.realpath(script)) in (
         here, os.path.join(here, "bench"))
 

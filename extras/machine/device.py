@@ -1,7 +1,7 @@
 """Which device trains, said at start (ours): the trainers' --device auto|gpu|cpu, the start-up
 line naming the device, and a warning where nvidia-smi lists a GPU that TensorFlow cannot use,
 so that a GPU job never trains on the CPU without a word."""
-import extras.tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
+import extras.machine.tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
 
 import os
 import subprocess

@@ -1,0 +1,1 @@
+"""Images in: the dataset cache and batches, face detection and alignment's pieces."""
