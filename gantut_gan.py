@@ -39,7 +39,7 @@ from extras.run.plots import write_progress_gif
 from extras.model.precision import loss_scaled
 from extras.run.checkpoints import (AVERAGE_SCOPE, load_model, position_variable, save_model,
                                     training_state)
-from extras.run.training import TrainingRun, log_metrics, save_sample_grid
+from extras.run.training import TrainingRun, save_sample_grid
 
 # dataset_files is re-exported: the post defined it in this module.
 __all__ = ["DCGAN", "dataset_files", "valid_image_size"]
@@ -278,13 +278,13 @@ class DCGAN(object):
                                 train_rows, config.augment)
 
         def end_epoch(epoch, step):
-            # Ours: the epoch's grid and GIF, and quality figures.
+            # Ours: the epoch's grid and GIF, and quality figures (computed in the background).
             self.sample(config.sample_dir, "epoch_%02d.png" % epoch, sample_images)
             if config.progress_gif:
                 write_progress_gif(config.sample_dir, epoch + 1)
             if config.eval_every_epoch and len(holdout_images):
-                log_metrics(run.writer, config.logs_dir, epoch, step,
-                            self.evaluate(holdout_images))
+                run.evaluate_later(epoch, step, self.evaluation_samples(len(holdout_images)),
+                                   holdout_images)
 
         with run:
             for step, epoch, idx, batch_images in run.steps(batches, end_epoch):
@@ -421,17 +421,18 @@ class DCGAN(object):
 
     def evaluate(self, real, seed=0):
         """Quality figures of as many generated images as `real` ones (uint8), see
-        extras.run.metrics (addition).
-
-        The noise comes from `seed`, so figures of successive epochs compare like with like.
-        """
+        extras.run.metrics (addition)."""
         # Imported here, where figures are computed: it loads dlib and OpenCV, which nothing
         # else in the model needs.
         import extras.run.metrics
-        z = np.random.default_rng(seed).uniform(-1, 1, [len(real), self.z_dim])
-        chunks = np.array_split(z, max(1, len(z) // self.batch_size))
-        samples = np.concatenate([self.generate(chunk) for chunk in chunks])
-        return extras.run.metrics.evaluate(to_uint8(inverse_transform(samples)), real, seed)
+        return extras.run.metrics.evaluate(self.evaluation_samples(len(real), seed), real, seed)
+
+    def evaluation_samples(self, count, seed=0):
+        """`count` generated images (uint8) to score (addition). The noise comes from `seed`, so
+        figures of successive epochs compare like with like."""
+        z = np.random.default_rng(seed).uniform(-1, 1, [count, self.z_dim])
+        chunks = np.array_split(z, max(1, count // self.batch_size))
+        return to_uint8(inverse_transform(np.concatenate([self.generate(c) for c in chunks])))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -75,7 +75,9 @@ def imsave(images, size, path):
     if grid.shape[2] == 1:
         grid = grid[:, :, 0]
     with atomic_path(path) as tmp:
-        Image.fromarray(grid).save(tmp)
+        # Ours: PNG's fastest compression (training writes a grid every 100 steps): a tenth
+        # larger, written in half the time or less.
+        Image.fromarray(grid).save(tmp, compress_level=1)
     return path
 
 

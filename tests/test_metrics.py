@@ -8,6 +8,7 @@ import skimage.data
 
 import align_faces
 import extras.run.metrics as metrics
+from extras.run.evaluation import BackgroundEvaluation
 
 SET_SIZE = 160
 
@@ -203,3 +204,22 @@ def test_evaluate_tells_real_faces_from_noise(real, noise):
         assert good[name] == bad[name]
     assert bad["face_fd"] > 10 * good["face_fd"]
     assert bad["swd"] > 5 * good["swd"]
+
+
+def test_figures_computed_in_the_background_are_those_computed_here(real, noise):
+    """What the training run logs (extras.run.evaluation, a process of its own) is what
+    `evaluate` gives in this process, the real set's figures cached there included."""
+    half_a, half_b = real[::2], real[1::2]
+    evaluation = BackgroundEvaluation()
+    try:
+        evaluation.submit(0, 10, half_a, half_b)
+        evaluation.submit(1, 20, noise[:len(half_b)], half_b)
+        done = evaluation.finished(wait=True)
+    finally:
+        evaluation.close()
+    assert [(epoch, step) for epoch, step, _ in done] == [(0, 10), (1, 20)]
+    for (_, _, figures), generated in zip(done, (half_a, noise[:len(half_b)])):
+        here = metrics.evaluate(generated, half_b, seed=0)
+        assert figures.keys() == here.keys()
+        for name, value in here.items():
+            assert figures[name] == pytest.approx(value, rel=1e-5, abs=1e-6), name

@@ -6,7 +6,8 @@ import pytest
 from matplotlib.colors import to_rgb
 from PIL import Image, ImageSequence
 
-from extras.run.plots import loss_range, label_image, plot_losses, smooth, write_progress_gif
+from extras.run.plots import (envelope, label_image, loss_range, plot_losses, smooth,
+                              write_progress_gif)
 
 EPOCH_GREY = (150, 150, 150)
 
@@ -158,3 +159,14 @@ def test_progress_gif_frames_carry_their_epoch_labels_in_order(tmp_path, missing
     # The light label texts themselves differ: not "epoch 0" on every frame.
     texts = [frame.min(axis=2) > 200 for frame in frames]
     assert all(texts[0].any() and not np.array_equal(texts[0], text) for text in texts[1:])
+
+
+def test_a_long_curve_is_drawn_as_its_envelope_and_a_short_one_as_it_is():
+    steps = np.arange(1, 100001)
+    values = np.sin(steps / 500.0) + np.random.default_rng(0).normal(0, 0.1, len(steps))
+    drawn_steps, drawn = envelope(steps, values, columns=100)
+    assert len(drawn) == 200 and np.all(np.diff(drawn_steps) > 0)
+    for run in np.array_split(np.arange(len(steps)), 100):  # each column's extremes kept
+        assert values[run].min() in drawn and values[run].max() in drawn
+    few = envelope(steps[:150], values[:150], columns=100)
+    assert np.array_equal(few[0], steps[:150]) and np.array_equal(few[1], values[:150])

@@ -16,7 +16,7 @@ from conftest import REPO, checkpoint_steps
 from gantut_gan import DCGAN
 from extras.run.config import TrainingConfig
 from extras.run.checkpoints import Position, position_variable, saved_position, training_state
-from extras.run.training import TrainingRun
+from extras.run.training import LossLog, TrainingRun
 from extras.utils import TrainingError
 
 MODEL = "Toy.model"
@@ -201,3 +201,21 @@ def test_the_dcgan_trains_in_a_finalized_graph_and_resumes_from_its_weights_alon
         DCGAN(again, **shape).train(small_config(tmp_path, "weights"), images)
     assert "its weights alone: training it anew from step 6" in capsys.readouterr().out
     assert saved_position(str(tmp_path / "weights"), DCGAN.model_name) == Position(12, 1, 0, 3)
+
+
+def test_the_loss_log_appends_and_leaves_out_a_row_a_killed_run_cut_short(tmp_path):
+    log = LossLog(str(tmp_path))
+    for step in range(1, 4):
+        log.add(step, 0, {"d_loss": 0.5, "g_loss": float(step)})
+        log.save()
+    text = (tmp_path / "losses.csv").read_text()
+    assert text.count("step") == 1 and text.count("\n") == 4  # one header, rows appended
+    for torn in ("4,0,0.5", "4,0,0.5,4.0,9", "1"):  # a row cut short, a garbled one, a cut step
+        (tmp_path / "losses.csv").write_text(text + torn + "\n")
+        resumed = LossLog(str(tmp_path), resume_step=10)
+        assert [row["step"] for row in resumed.rows] == ["1", "2", "3"]
+    resumed = LossLog(str(tmp_path), resume_step=2)
+    resumed.add(3, 0, {"d_loss": 0.5, "g_loss": 30.0})
+    resumed.save()  # a resumed run rewrites the file once, from its own rows
+    rows = np.genfromtxt(tmp_path / "losses.csv", delimiter=",", names=True)
+    assert rows["step"].tolist() == [1, 2, 3] and rows["g_loss"].tolist() == [1, 2, 30]

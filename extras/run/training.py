@@ -4,14 +4,16 @@ The posts' `train` loop lives with each model (gantut_gan.DCGAN, the pix2pix sta
 what lets such a loop be stopped, resumed and watched is here, written once:
 
 - `TrainingRun`: the loop's steps from the training position in the checkpoint, the writer, loss
-  log, speed, stop requests and checkpoints when due, made once the model's graph is whole and
-  adding nothing to it; `training_folders` (made, cleared of a killed run's temp files, locked);
+  log, speed, stop requests, checkpoints when due and quality figures in the background, made
+  once the model's graph is whole and adding nothing to it; `training_folders` (made, cleared of
+  a killed run's temp files, locked);
 - stopping: `StopRequest` (Ctrl-C and SIGTERM finish the step and checkpoint), `check_finite`;
 - logs: `Speedometer` (img/s and ETA), `LossLog` (logs/losses.csv and .png), `log_metrics`
   (quality figures to TensorBoard and logs/metrics.csv), `save_sample_grid`.
 """
 import extras.machine.tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
 
+import concurrent.futures
 import contextlib
 import csv
 import io
@@ -26,6 +28,7 @@ import tensorflow.compat.v1 as tf
 from gantut_imgfuncs import save_images
 from extras.run.checkpoints import (Position, checkpoint_step, load_model, point_tensorboard_at,
                                     position_at, save_model, set_variable)
+from extras.run.evaluation import BackgroundEvaluation
 from extras.run.plots import plot_losses
 from extras.utils import (FolderBusy, TrainingError, atomic_path, first_line, folder_lock,
                           format_seconds, remove_stale_temp_files)
@@ -51,6 +54,7 @@ class TrainingRun(object):
         self.loss_log = LossLog(config.logs_dir, self.start.step)
         self.speed = Speedometer(self.start.step, self.start.step + steps_left, batch_size)
         self.stop = StopRequest()
+        self.evaluation = BackgroundEvaluation()
 
     def __enter__(self):
         self.writer = tf.summary.FileWriter(self.config.logs_dir, self.sess.graph)
@@ -59,10 +63,15 @@ class TrainingRun(object):
         return self
 
     def __exit__(self, *exc):
-        self.stop.__exit__(*exc)
-        # The model stays usable after training: sampling, completion build their ops then.
-        self.sess.graph._unsafe_unfinalize()  # pylint: disable=protected-access
-        self.writer.close()
+        try:
+            if exc[0] is None:  # the loop ended, or stopped on request: log the figures due
+                self.log_evaluations(wait=True)
+        finally:
+            self.evaluation.close()
+            self.stop.__exit__(*exc)
+            # The model stays usable after training: sampling, completion build their ops then.
+            self.sess.graph._unsafe_unfinalize()  # pylint: disable=protected-access
+            self.writer.close()
         return False
 
     def resume(self):
@@ -96,6 +105,7 @@ class TrainingRun(object):
             for idx, batch in batches(epoch, first):
                 step += 1
                 yield step, epoch, idx, batch
+                self.log_evaluations()
                 if self.checkpoint_due(step, epoch, idx + 1):
                     return
             end_epoch(epoch, step)
@@ -111,6 +121,22 @@ class TrainingRun(object):
                  self.speed.report(step)))
         check_finite(step, epoch, idx, self.config, **losses)
         self.loss_log.add(step, epoch, losses)
+
+    def evaluate_later(self, epoch, step, generated, real):
+        """Quality figures of `generated` against `real` (uint8 images) at this epoch's end,
+        computed in the background (extras.run.evaluation) and logged when ready."""
+        self.evaluation.submit(epoch, step, generated, real)
+
+    def log_evaluations(self, wait=False):
+        """Log the quality figures finished (all of them, waiting, with `wait`): log_metrics."""
+        try:
+            for epoch, step, figures in self.evaluation.finished(wait):
+                log_metrics(self.writer, self.config.logs_dir, epoch, step, figures)
+        except concurrent.futures.BrokenExecutor as err:
+            print("warning: the quality figures under way were lost (%s); later epochs' come "
+                  "from a new process" % first_line(err), file=sys.stderr)
+            self.evaluation.close()
+            self.evaluation = BackgroundEvaluation()
 
     def checkpoint_due(self, step, epoch, batch):
         """Save a checkpoint every --ckpt_freq steps and when a stop was requested; return True
@@ -223,8 +249,9 @@ class LossLog(object):
     """Every training step's losses, for readers without TensorBoard (after the logo
     walkthrough's loss plots).
 
-    Kept in logs_dir/losses.csv, rewritten whole with each checkpoint, so it always matches a
-    checkpoint: a resumed run drops the rows after its step (they are trained again).
+    Kept in logs_dir/losses.csv, saved with each checkpoint, so it always matches one: a resumed
+    run drops the rows after its step (they are trained again) and rewrites the file once; later
+    saves append the new rows. A row a killed run left half-written is not read.
     `plot()` draws logs_dir/losses.png: each loss against step, smoothed, epochs marked.
     """
 
@@ -232,10 +259,10 @@ class LossLog(object):
         self.csv_path = os.path.join(logs_dir, "losses.csv")
         self.png_path = os.path.join(logs_dir, "losses.png")
         self.rows = []
+        self.saved = None  # rows the file holds as they are here; None: rewrite it whole
         if resume_step and os.path.exists(self.csv_path):
             with open(self.csv_path) as saved:
-                self.rows = [row for row in csv.DictReader(saved)
-                             if int(row["step"]) <= resume_step]
+                self.rows = whole_rows(csv.DictReader(saved), resume_step)
 
     def add(self, step, epoch, losses):
         self.rows.append(dict(step=step, epoch=epoch, **losses))
@@ -243,10 +270,16 @@ class LossLog(object):
     def save(self):
         if not self.rows:
             return
-        with atomic_path(self.csv_path) as tmp, open(tmp, "w", newline="") as out:
-            writer = csv.DictWriter(out, fieldnames=list(self.rows[-1]))
-            writer.writeheader()
-            writer.writerows(self.rows)
+        fields = list(self.rows[-1])
+        if self.saved is None or fields != list(self.rows[self.saved - 1]):
+            with atomic_path(self.csv_path) as tmp, open(tmp, "w", newline="") as out:
+                writer = csv.DictWriter(out, fieldnames=fields)
+                writer.writeheader()
+                writer.writerows(self.rows)
+        else:
+            with open(self.csv_path, "a", newline="") as out:
+                csv.DictWriter(out, fieldnames=fields).writerows(self.rows[self.saved:])
+        self.saved = len(self.rows)
 
     def plot(self):
         if not self.rows:
@@ -260,6 +293,23 @@ class LossLog(object):
         # resumed run logged no step of).
         epoch_starts = [steps[np.argmax(epochs >= e)] for e in range(epochs.max() + 1)]
         plot_losses(series, self.png_path, epoch_starts, title="losses by step")
+
+
+def whole_rows(rows, last_step):
+    """The rows of a loss log up to step `last_step`, without a half-written one: a row with a
+    field missing or not a number, or whose step does not follow the row before it (a step cut
+    short), is left out."""
+    kept = []
+    for row in rows:
+        try:
+            step = int(row["step"])
+            values = [float(value) for value in row.values()]
+        except (TypeError, ValueError):
+            continue
+        if len(values) == len(row) and step <= last_step and (
+                not kept or step > int(kept[-1]["step"])):
+            kept.append(row)
+    return kept
 
 
 def log_metrics(writer, logs_dir, epoch, step, figures):

@@ -1,0 +1,55 @@
+"""Quality figures in the background (ours): the training loop hands an epoch's generated images
+to a process of its own and goes on training; the figures are logged when they are ready.
+
+The process is started at the first hand-over and serves the whole run, so dlib's and the
+descriptor network's models load once and the real set's figures are computed once. It never
+opens a GPU (it computes on the CPU's spare cores), and it finishes the figures under way when
+Ctrl-C or SIGTERM stops the run: the run waits for them before it returns.
+"""
+import concurrent.futures
+import multiprocessing
+import os
+import signal
+
+
+class BackgroundEvaluation(object):
+    """`submit(epoch, step, generated, real)` (uint8 images) starts extras.run.metrics.evaluate
+    in the background; `finished(wait)` returns (epoch, step, figures) of those done (all of
+    them, waiting, with `wait`), in submission order; `close()` waits for none."""
+
+    def __init__(self):
+        self.pool, self.pending = None, []
+
+    def submit(self, epoch, step, generated, real, seed=0):
+        if self.pool is None:
+            # spawn: a fresh interpreter, not a fork of one holding a Session and its threads.
+            self.pool = concurrent.futures.ProcessPoolExecutor(
+                1, mp_context=multiprocessing.get_context("spawn"), initializer=worker_setup)
+        self.pending.append((epoch, step, self.pool.submit(evaluate, generated, real, seed)))
+
+    def finished(self, wait=False):
+        done = []
+        while self.pending and (wait or self.pending[0][2].done()):
+            epoch, step, future = self.pending.pop(0)
+            done.append((epoch, step, future.result()))
+        return done
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
+
+
+def worker_setup():
+    """The evaluation process: CPU only, and deaf to the signals that ask the run to stop (the
+    run waits for the figures under way; a killed run's process ends with its pipe)."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def evaluate(generated, real, seed):
+    """extras.run.metrics.evaluate, imported in the evaluation process alone (dlib, OpenCV and
+    the descriptor network load there)."""
+    import extras.run.metrics
+    return extras.run.metrics.evaluate(generated, real, seed)
