@@ -156,6 +156,7 @@ def main():
                     run.checkpoint(EPOCH * CELEBA_STEPS + n, EPOCH, n)
             with clock.piece("loss chart", 1):
                 run.loss_log.plot()
+            write_progress_gif(folders["samples"], EPOCH - 1)  # as the epoch before left it
             with clock.piece("GIF", 1):
                 write_progress_gif(folders["samples"], EPOCH)
             real = images[:DEFAULTS.eval_samples]

@@ -170,3 +170,16 @@ def test_a_long_curve_is_drawn_as_its_envelope_and_a_short_one_as_it_is():
         assert values[run].min() in drawn and values[run].max() in drawn
     few = envelope(steps[:150], values[:150], columns=100)
     assert np.array_equal(few[0], steps[:150]) and np.array_equal(few[1], values[:150])
+
+
+def test_a_progress_gif_written_again_shows_a_grid_written_again(tmp_path):
+    """Frames are kept between epochs only while their grid file is unchanged."""
+    for epoch in range(2):
+        Image.new("RGB", (64, 64), (200, 0, 0)).save(tmp_path / ("epoch_%02d.png" % epoch))
+    write_progress_gif(str(tmp_path), 2)
+    Image.new("RGB", (64, 64), (0, 0, 200)).save(tmp_path / "epoch_01.png")
+    os.utime(tmp_path / "epoch_01.png", ns=(1, 1))  # another time, whatever the clock's grain
+    write_progress_gif(str(tmp_path), 2)
+    with Image.open(tmp_path / "progress.gif") as gif:
+        corners = [np.asarray(frame.convert("RGB"))[-1, -1] for frame in ImageSequence.Iterator(gif)]
+    assert [tuple(corner) for corner in corners] == [(200, 0, 0), (0, 0, 200)]

@@ -170,14 +170,29 @@ def label_image(img, text):
 def save_gif(paths, labels, gif_path, frame_ms=500):
     """Write the image files `paths` as an animated GIF, each frame labelled and the last held
     longer (addition: Part 5 shows the samples at the end of each epoch as such a GIF)."""
-    frames = []
-    for path, label in zip(paths, labels):
-        with Image.open(path) as img:
-            frames.append(label_image(img.convert("RGB"), label))
+    frames = [gif_frame(path, label) for path, label in zip(paths, labels)]
     durations = [frame_ms] * (len(frames) - 1) + [frame_ms * 4]
     with atomic_path(gif_path) as tmp:
         frames[0].save(tmp, save_all=True, append_images=frames[1:], duration=durations, loop=0)
     return gif_path
+
+
+# The palette frames made for GIFs, by (file, label): (the file's mtime and size, the frame).
+_gif_frames = {}
+
+
+def gif_frame(path, label):
+    """The image file at `path` labelled `label`, as a GIF's palette frame; kept while the file
+    is unchanged, so that each epoch's GIF reduces the colours of its new grid alone (addition:
+    that reduction is most of a GIF's time)."""
+    stat = os.stat(path)
+    version = (stat.st_mtime_ns, stat.st_size)
+    kept = _gif_frames.get((path, label))
+    if kept is None or kept[0] != version:
+        with Image.open(path) as img:
+            kept = (version, label_image(img.convert("RGB"), label).quantize())
+        _gif_frames[(path, label)] = kept
+    return kept[1]
 
 
 def write_progress_gif(sample_dir, epochs):
