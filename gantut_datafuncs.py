@@ -133,8 +133,10 @@ def fused_normalisation(x, train, beta, gamma, moving_mean, moving_variance, eps
     def batch_statistics():
         y, mean, variance = tf.nn.fused_batch_norm(x, gamma, beta, epsilon=epsilon,
                                                    is_training=True)
-        # The fused kernel returns the unbiased (n / (n - 1)) variance; moments' is biased.
-        n = tf.cast(tf.size(x) // tf.shape(x)[-1], tf.float32)
+        # The fused kernel returns the unbiased (n / (n - 1)) variance; moments' is biased. n
+        # from x's shape: a Size of x would keep x in float32 under the bfloat16 rewrite, which
+        # then casts the whole activation for it.
+        n = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
         return y, mean, variance * ((n - 1.0) / n)
 
     def moving_statistics():
