@@ -91,8 +91,7 @@ class Completion(object):
         self.dcgan = dcgan
         with tf.name_scope("completion"):
             self.G = dcgan.sampler
-            fake_logits = dcgan.inference_tower(lambda: dcgan.discriminator(
-                self.G, reuse=True, train=dcgan.is_training)[1])
+            fake_logits = dcgan.inference_d(self.G)
             self.mask = tf.placeholder(tf.float32, dcgan.images.shape, name="mask")
             self.contextual_loss = tf.reduce_sum(
                 tf.abs(self.mask * self.G - self.mask * dcgan.images), axis=[1, 2, 3])

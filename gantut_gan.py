@@ -25,6 +25,7 @@ completion gantut_complete.py.
 """
 import extras.machine.tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
 
+import collections
 import os
 
 import numpy as np
@@ -43,6 +44,11 @@ from extras.run.training import TrainingRun, save_sample_grid
 
 # dataset_files is re-exported: the post defined it in this module.
 __all__ = ["DCGAN", "dataset_files", "valid_image_size"]
+
+# What a loss kind's terms are made of: D's logits on real images and on G's, those images, and
+# D as a function of images (its logits), for terms that run D on other images.
+Towers = collections.namedtuple("Towers", "real_logits fake_logits real fake critic")
+
 
 class GANLoss(object):
     """The posts' loss (Part 4), one of the loss kinds `DCGAN(loss=...)` names (the others are
@@ -70,13 +76,13 @@ class GANLoss(object):
         """D's output from its logit: the probability that the image is real."""
         return tf.nn.sigmoid(logit)
 
-    def terms(self, dcgan):
-        """The loss terms by name: D's error on real (label 1) and fake (label 0) images; G
-        wants D to say 1 on its fakes."""
-        d_loss_real = self.error(dcgan.D_logits, 1.0, "d_loss_real")
-        d_loss_fake = self.error(dcgan.D_logits_, 0.0, "d_loss_fake")
+    def terms(self, towers):
+        """The loss terms by name, of `towers` (Towers): D's error on real (label 1) and fake
+        (label 0) images; G wants D to say 1 on its fakes."""
+        d_loss_real = self.error(towers.real_logits, 1.0, "d_loss_real")
+        d_loss_fake = self.error(towers.fake_logits, 0.0, "d_loss_fake")
         return {"d_loss_real": d_loss_real, "d_loss_fake": d_loss_fake,
-                "g_loss": self.g_loss(dcgan.D_logits_),
+                "g_loss": self.g_loss(towers.fake_logits),
                 "d_loss": tf.add(d_loss_real, d_loss_fake, name="d_loss")}
 
     def error(self, logits, label, name):
@@ -165,7 +171,9 @@ class DCGAN(object):
         self.D_, self.D_logits_ = self.discriminator(self.G, reuse=True)
 
         with tf.name_scope("losses"):
-            terms = self.loss_kind.terms(self)
+            terms = self.loss_kind.terms(Towers(
+                self.D_logits, self.D_logits_, self.images, self.G,
+                lambda images: self.discriminator(images, reuse=True)[1]))
         # The terms as attributes under their names: d_loss, g_loss and, with the posts'
         # loss, d_loss_real and d_loss_fake.
         vars(self).update(terms)
@@ -194,6 +202,12 @@ class DCGAN(object):
         # there are some, G itself otherwise.
         self.sampler = self.inference_tower(lambda: self.generator(self.z, self.is_training),
                                             self.averaged_getter() if self.g_average else None)
+        # Ours: the losses the sample grids report, of D in inference mode on the sample
+        # images and on the sampler's, as the post's grids (is_training False) had them.
+        with tf.name_scope("sample_losses"):
+            self.sample_losses = self.loss_kind.terms(Towers(
+                self.inference_d(self.images), self.inference_d(self.sampler), self.images,
+                self.sampler, self.inference_d))
 
         with tf.variable_scope("state"):
             # The fixed sample noise lives in the checkpoint too, so a resumed run's grids keep
@@ -394,6 +408,11 @@ class DCGAN(object):
         del updates[first:]
         return tower
 
+    def inference_d(self, images):
+        """D's logits on `images` in an inference tower (addition)."""
+        return self.inference_tower(
+            lambda: self.discriminator(images, reuse=True, train=self.is_training)[1])
+
     def then_average_g(self, update):
         """`update` (a G update), then with --g_average each average a step towards its
         variable, average -= (average - variable) * (1 - decay) (addition)."""
@@ -408,7 +427,7 @@ class DCGAN(object):
         """Write the grid of G(sample noise) and print the losses on `sample_images` (addition:
         the post's sample grids), batch norm in inference mode, as a user of the model gets."""
         samples, d_loss, g_loss = self.sess.run(
-            [self.sampler, self.d_loss, self.g_loss],
+            [self.sampler, self.sample_losses["d_loss"], self.sample_losses["g_loss"]],
             {self.z: self.sess.run(self.sample_z), self.images: sample_images,
              self.is_training: False})
         path = save_sample_grid(samples, grid_shape(len(samples)), sample_dir, name)
@@ -462,13 +481,12 @@ class WGANGPLoss(GANLoss):
     def d_output(self, logit):
         return logit  # a score, not a probability
 
-    def terms(self, dcgan):
-        estimate = tf.subtract(tf.reduce_mean(dcgan.D_logits), tf.reduce_mean(dcgan.D_logits_),
-                               name="wasserstein_estimate")
-        penalty = gradient_penalty(lambda images: dcgan.discriminator(images, reuse=True)[1],
-                                   dcgan.images, dcgan.G)
+    def terms(self, towers):
+        estimate = tf.subtract(tf.reduce_mean(towers.real_logits),
+                               tf.reduce_mean(towers.fake_logits), name="wasserstein_estimate")
+        penalty = gradient_penalty(towers.critic, towers.real, towers.fake)
         return {"d_loss": tf.add(-estimate, self.gp_lambda * penalty, name="d_loss"),
-                "g_loss": self.g_loss(dcgan.D_logits_), "gradient_penalty": penalty,
+                "g_loss": self.g_loss(towers.fake_logits), "gradient_penalty": penalty,
                 "wasserstein_estimate": estimate}
 
     def g_loss(self, fake_logits, name="g_loss"):

@@ -14,8 +14,9 @@ and the loss chart and GIF at the end of epoch 20, where they are largest. Last 
     .venv/bin/python bench/pauses.py --threads 2
 
 Graph runs for grids and evaluation samples count as this CPU runs them (on a GPU they are
-shorter). The evaluation process's start (its models, the real set's figures) comes once a run
-and is printed apart.
+shorter). Work in other threads and processes (the batches cut ahead, the quality figures)
+counts in the CPU seconds only. The evaluation process's start (its models, the real set's
+figures) comes once a run and is printed apart.
 """
 import argparse
 import contextlib
@@ -76,7 +77,7 @@ class Clock(object):
         lines = ["%-22s %9s %9s %9s" % ("piece", "per epoch", "wall_s", "cpu_s")]
         pause = cpu = 0.0
         for name, (count, wall, used) in self.pieces.items():
-            lines.append("%-22s %9d %9.4f %9.4f" % (name, count, wall, used))
+            lines.append("%-22s %9d %9.5f %9.5f" % (name, count, wall, used))
             pause += 0 if name in background else count * wall
             cpu += count * used
         lines.append("pause_s_per_epoch=%.2f host_cpu_s_per_epoch=%.2f" % (pause, cpu))
@@ -109,16 +110,19 @@ def the_epochs_before(run, dcgan, sample_dir, images):
 
 
 def time_step_work(clock, run, dcgan, images, rng, log_path):
-    """The loop's own work each step (the next batch, noise, the feed, the progress line to a
-    log file and the loss log), as train does it, without the step's run."""
-    batches = feed_batches(images, dcgan.batch_size, seed=0, epoch=0)
+    """The batches, cut ahead by feed_batches' thread (CPU only: a step waits for none), and the
+    loop's own work each step (noise, the feed, the progress line to a log file and the loss
+    log), as train does it, without the step's run."""
+    with clock.piece("batches cut ahead", CELEBA_STEPS, STEPS_TIMED):
+        batches = [batch for epoch in range(STEPS_TIMED * dcgan.batch_size // len(images) + 1)
+                   for _, batch in feed_batches(images, dcgan.batch_size, 0, epoch)]
     losses = {"d_loss": 1.0, "g_loss": 2.0}
     with open(log_path, "w", buffering=1) as log, contextlib.redirect_stdout(log), \
             clock.piece("step's own work", CELEBA_STEPS, STEPS_TIMED):
-        for step, (idx, batch) in zip(range(1, STEPS_TIMED + 1), batches):
+        for step, batch in enumerate(batches[:STEPS_TIMED], start=1):
             feed = {dcgan.images: batch, dcgan.is_training: True,
                     dcgan.z: rng.uniform(-1, 1, [dcgan.batch_size, dcgan.z_dim])}
-            run.record(step, 0, idx, losses)
+            run.record(step, 0, step - 1, losses)
     return feed
 
 
@@ -154,6 +158,7 @@ def main():
             with clock.piece("checkpoints", CELEBA_STEPS // DEFAULTS.ckpt_freq + 1, 3):
                 for n in range(3):
                     run.checkpoint(EPOCH * CELEBA_STEPS + n, EPOCH, n)
+            run.loss_log.plot()  # the epoch before drew it too: matplotlib is loaded
             with clock.piece("loss chart", 1):
                 run.loss_log.plot()
             write_progress_gif(folders["samples"], EPOCH - 1)  # as the epoch before left it
@@ -171,7 +176,7 @@ def main():
                 run.evaluation.finished(wait=True)
     print("threads=%d steps_per_epoch=%d epoch=%d eval_samples=%d"
           % (args.threads, CELEBA_STEPS, EPOCH, len(real)))
-    print(clock.report(background=("evaluation start", "evaluation")))
+    print(clock.report(background=("batches cut ahead", "evaluation start", "evaluation")))
 
 
 if __name__ == "__main__":
