@@ -38,8 +38,8 @@ from extras.data.dataset import feed_batches, load_dataset, split_holdout
 from gantut_imgfuncs import grid_shape, inverse_transform, save_images, to_uint8, transform
 from extras.run.plots import write_progress_gif
 from extras.model.precision import loss_scaled
-from extras.run.checkpoints import (AVERAGE_SCOPE, load_model, position_variable, save_model,
-                                    training_state)
+from extras.run.checkpoints import (AVERAGE_SCOPE, load_model, new_saver, position_variable,
+                                    save_model, training_state)
 from extras.run.training import TrainingRun, save_sample_grid
 
 # dataset_files is re-exported: the post defined it in this module.
@@ -279,7 +279,7 @@ class DCGAN(object):
         # Ours: the post's D and G updates (d_optim, g_optim) built into the training step, the
         # training position; then the post's Saver, of them all.
         _, _, step_ops = self.optimizers(config.learning_rate, config.beta1, config.beta2)
-        self.saver = tf.train.Saver(max_to_keep=config.max_to_keep, save_relative_paths=True)
+        self.saver = new_saver(config.max_to_keep)
         # Ours: the run machinery (extras.run): restores, then checkpoints, logs, speed, stops.
         run = TrainingRun(self, config, batch_idxs, self.batch_size)
         rng = np.random.default_rng(None if config.seed is None else [config.seed, run.start.step])

@@ -30,12 +30,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import extras.machine.tfenv  # noqa: E402,F401  (TensorFlow's logging, see the module)
 
 import numpy as np  # noqa: E402
-import tensorflow.compat.v1 as tf  # noqa: E402
 
 from extras.data.dataset import feed_batches  # noqa: E402
 from extras.machine.cpu import bf16_wins, fused_batch_norm_wins  # noqa: E402
 from extras.machine.session import new_session  # noqa: E402
 from extras.run.config import DEFAULTS, TrainingConfig  # noqa: E402
+from extras.run.checkpoints import new_saver  # noqa: E402
 from extras.run.plots import write_progress_gif  # noqa: E402
 from extras.run.training import TrainingRun  # noqa: E402
 from extras.utils import ALL_CORES  # noqa: E402
@@ -140,7 +140,7 @@ def main():
             open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
         dcgan = DCGAN(sess, fused_bn=fused_batch_norm_wins())
         dcgan.optimizers(DEFAULTS.learning_rate, DEFAULTS.beta1)
-        dcgan.saver = tf.train.Saver(max_to_keep=config.max_to_keep)
+        dcgan.saver = new_saver(config.max_to_keep)
         run = TrainingRun(dcgan, config, CELEBA_STEPS, dcgan.batch_size)
         with run:
             sample_images = the_epochs_before(run, dcgan, folders["samples"], images)

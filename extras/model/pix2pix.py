@@ -38,7 +38,8 @@ from extras.data.dataset import (DatasetError, augment_images, cached_rows, data
                             epoch_batches, prefetch, split_holdout)
 from gantut_gan import width_multiple
 from extras.model.precision import loss_scaled
-from extras.run.checkpoints import load_model, position_variable, save_model, training_state
+from extras.run.checkpoints import (load_model, new_saver, position_variable, save_model,
+                                    training_state)
 from extras.run.training import TrainingRun, save_sample_grid
 from extras.utils import first_line
 from gantut_imgfuncs import center_crop, imread, transform
@@ -334,7 +335,7 @@ class Pix2Pix(object):
         eval_rows = test_rows[:config.eval_pairs]
         shown = test_rows if len(test_rows) else train_rows
         sample_pairs = pair_views(pairs[shown[:config.sample_count]], config)
-        self.saver = tf.train.Saver(max_to_keep=config.max_to_keep, save_relative_paths=True)
+        self.saver = new_saver(config.max_to_keep)
         run = TrainingRun(self, config, len(train_rows) // config.batch_size, config.batch_size)
 
         def batches(epoch, first):

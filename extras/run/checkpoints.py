@@ -92,8 +92,14 @@ def model_saver(model):
     Adam's state and the position), else here, at the first save or load of a model used
     without training (its weights alone)."""
     if model.saver is None:
-        model.saver = tf.train.Saver(save_relative_paths=True)  # the folder can move
+        model.saver = new_saver()
     return model.saver
+
+
+def new_saver(max_to_keep=5):
+    """A Saver of every variable the graph holds, keeping `max_to_keep` checkpoints (0: all),
+    writing paths relative to its folder, so that the folder can move."""
+    return tf.train.Saver(max_to_keep=max_to_keep, save_relative_paths=True)
 
 
 def save_model(model, checkpoint_dir, step):
