@@ -318,11 +318,22 @@ def random_patches(level, rng):
 def normalise_patches(patches):
     """Patches with each colour channel shifted and scaled to mean 0 and deviation 1 over the set,
     as Karras et al. do for each set and level."""
-    by_channel = patches.reshape(len(patches), -1, 3)
+    # Each channel's values side by side: numpy's pairwise sums then hold float32 to its last
+    # digits, and run 7x faster than sums across the interleaved channels, which drifted in the
+    # 5th digit over a level's 6 M values.
+    channels = patches.reshape(-1, 3).T.copy()
     # A flat channel (of a collapsed generator's images) stays 0 instead of becoming NaN.
-    deviation = np.maximum(by_channel.std(axis=(0, 1)), 1e-6)
-    normalised = (by_channel - by_channel.mean(axis=(0, 1))) / deviation
+    deviation = np.maximum(channels.std(axis=1), 1e-6)
+    normalised = patches.reshape(len(patches), -1, 3) - channels.mean(axis=1)
+    normalised /= deviation
     return normalised.reshape(len(patches), -1)
+
+
+def random_subset(patches, count, rng):
+    """`count` of the patches drawn at random; all of them, as they are, if that is all: their
+    order does not change the distance (the same draw is made either way)."""
+    chosen = rng.permutation(len(patches))[:count]
+    return patches if count == len(patches) else patches[chosen]
 
 
 def sliced_wasserstein(patches_a, patches_b, rng):
@@ -351,8 +362,8 @@ def sliced_wasserstein_distance(images_a, images_b, seed=0):
         patches_a = normalise_patches(random_patches(level_a, rng))
         patches_b = normalise_patches(random_patches(level_b, rng))
         count = min(len(patches_a), len(patches_b))
-        patches_a = patches_a[rng.permutation(len(patches_a))[:count]]
-        patches_b = patches_b[rng.permutation(len(patches_b))[:count]]
+        patches_a = random_subset(patches_a, count, rng)
+        patches_b = random_subset(patches_b, count, rng)
         distances[level_a.shape[1]] = 1e3 * sliced_wasserstein(patches_a, patches_b, rng)
     return distances, float(np.mean(list(distances.values())))
 
