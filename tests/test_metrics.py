@@ -185,13 +185,21 @@ def test_swd_and_fd_of_flat_images_are_finite(real):
 
 def test_patches_are_normalised_to_float64_accuracy():
     """A level's patch set as large as 1,000 images give (6 M values a channel), far from 0:
-    each channel's mean and deviation as float64 arithmetic has them."""
+    each channel's mean and deviation, and the sorted projections of the patches they
+    normalise, as float64 arithmetic has them."""
     rng = np.random.default_rng(0)
     patches = (rng.normal(100, 40, (128000, 147)) * np.tile([1, 0.5, 2], 49)).astype(np.float32)
     exact = patches.reshape(len(patches), -1, 3).astype(np.float64)
-    exact = (exact - exact.mean(axis=(0, 1))) / exact.std(axis=(0, 1))
-    normalised = metrics.normalise_patches(patches).reshape(exact.shape)
-    assert np.abs(normalised - exact).max() < 1e-5
+    mean, deviation = metrics.channel_statistics(patches)
+    np.testing.assert_allclose(mean, exact.mean(axis=(0, 1)), rtol=1e-6)
+    np.testing.assert_allclose(deviation, exact.std(axis=(0, 1)), rtol=1e-6)
+    directions = rng.standard_normal((147, 8))
+    directions /= np.linalg.norm(directions, axis=0)
+    normalised = ((exact - exact.mean(axis=(0, 1))) / exact.std(axis=(0, 1))).reshape(
+        len(patches), -1)
+    projected = metrics.sorted_projections(patches, (mean, deviation),
+                                           directions.astype(np.float32))
+    assert np.abs(projected - np.sort(directions.T @ normalised.T, axis=1)).max() < 1e-4
 
 
 def test_swd_depends_only_on_the_seed(real, noise):
