@@ -125,7 +125,7 @@ def time_step_work(clock, run, dcgan, images, rng, log_path):
     with open(log_path, "w", buffering=1) as log, contextlib.redirect_stdout(log), \
             clock.piece("step's own work", CELEBA_STEPS, STEPS_TIMED):
         for step in range(1, STEPS_TIMED + 1):
-            feed = {dcgan.images: batch, dcgan.is_training: True,
+            feed = {dcgan.image_bytes: batch, dcgan.is_training: True,
                     dcgan.z: rng.uniform(-1, 1, [dcgan.batch_size, dcgan.z_dim])}
             run.record(step, 0, step - 1, losses)
     return feed

@@ -149,13 +149,11 @@ class TorchDCGAN(object):
 
     def train_step(self, batch_images, batch_z):
         """One D update, then two G updates on the same noise, the first through G's pass of D's
-        update, as our one-run step; takes the TF model's feed (N x H x W x C images in [-1, 1],
-        N x z_dim noise) and returns (d_loss, g_loss)."""
+        update, as our one-run step; takes the trainer's batch (N x H x W x C, uint8) and
+        noise (N x z_dim) and returns (d_loss, g_loss)."""
         self.generator.train()
         self.discriminator.train()
-        # The N x H x W x C array seen as N x C x H x W is already channels-last: no copy.
-        images = torch.from_numpy(np.ascontiguousarray(batch_images, dtype=np.float32)) \
-            .permute(0, 3, 1, 2)
+        images = self.images(batch_images)
         z = torch.from_numpy(np.asarray(batch_z, dtype=np.float32))
         fakes = self.fakes(z)
         d_loss = self.update(self.d_optim, self.d_loss(images, fakes.detach()))
@@ -173,6 +171,13 @@ class TorchDCGAN(object):
         loss.backward()
         optimizer.step()
         return float(loss.detach())
+
+    @staticmethod
+    def images(batch):
+        """A uint8 N x H x W x C batch as N x C x H x W floats in [-1, 1], channels-last, as
+        our model scales it (the N x H x W x C array seen as N x C x H x W is already
+        channels-last)."""
+        return torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
 
     def generate(self, z):
         """G's images of z, N x H x W x C in [-1, 1], with batch norm in inference mode."""

@@ -139,7 +139,7 @@ def tf_training(threads, bf16, image_size, batch_size, loss=GANLoss.name, fused_
         steps = itertools.count(1)
 
         def train(batch, batch_z):
-            feed = {dcgan.images: batch, dcgan.z: batch_z, dcgan.is_training: True}
+            feed = {dcgan.image_bytes: batch, dcgan.z: batch_z, dcgan.is_training: True}
             return dcgan.sess.run(one_run_steps[dcgan.loss_kind.g_updates_after(next(steps))], feed)
         yield dcgan, train
 

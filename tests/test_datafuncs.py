@@ -180,12 +180,13 @@ def test_epoch_batches_cover_each_image_once_and_resume_exactly():
     assert not np.array_equal(seen, other_epoch)
 
 
-def test_feed_batches_scale_to_minus_one_one():
-    images = np.stack([np.full((2, 2, 1), v, dtype=np.uint8) for v in (0, 255, 0, 255)])
+def test_feed_batches_yield_each_image_once_as_bytes():
+    images = np.arange(4 * 2 * 2, dtype=np.uint8).reshape(4, 2, 2, 1)
     batches = list(feed_batches(images, 2, seed=0, epoch=0))
-    assert len(batches) == 2
-    values = np.concatenate([b for _, b in batches]).ravel()
-    assert set(values.tolist()) == {-1.0, 1.0}
+    assert [index for index, _ in batches] == [0, 1]
+    fed = np.concatenate([batch for _, batch in batches])
+    assert fed.dtype == np.uint8
+    assert sorted(fed[:, 0, 0, 0].tolist()) == images[:, 0, 0, 0].tolist()
 
 
 def test_prefetch_passes_items_and_errors_through():

@@ -4,6 +4,7 @@ import pytest
 import tensorflow.compat.v1 as tf
 
 from gantut_gan import DCGAN, layer_sizes
+from gantut_imgfuncs import transform
 
 
 def tiny_dcgan(sess, image_size=16, c_dim=3, **kwargs):
@@ -30,6 +31,17 @@ def test_generator_and_discriminator_shapes_follow_the_size(sess, image_size, c_
     names = [v.op.name for v in tf.trainable_variables()]
     assert sum(n.endswith("/w") and "/g_h" in n for n in names) == n_up
     assert sum(n.endswith("_conv/w") for n in names) == n_up
+
+
+def test_image_bytes_are_scaled_as_transform_scales_them(sess):
+    """Training feeds uint8 batches; D sees bit for bit the floats transform makes of them."""
+    dcgan = tiny_dcgan(sess)
+    pixels = np.arange(256, dtype=np.uint8)
+    batch = np.resize(pixels, (2, 16, 16, 3))
+    scaled = sess.run(dcgan.images, {dcgan.image_bytes: batch})
+    assert scaled.dtype == np.float32
+    np.testing.assert_array_equal(scaled, transform(batch, is_crop=False))
+    assert scaled.min() == -1.0 and scaled.max() == 1.0
 
 
 def test_layer_widths_match_the_post_at_64(sess):

@@ -217,16 +217,16 @@ def prefetch(items, depth=2):
 
 
 def feed_batches(images, batch_size, seed, epoch, start=0, rows=None, augment=False):
-    """Yield (index, float batch in [-1, 1]) for one epoch of the images `rows` (default all),
-    prepared in a background thread; with `augment`, flipped and jittered (augment_images) by
-    draws that depend only on (seed, epoch, batch)."""
+    """Yield (index, uint8 batch) for one epoch of the images `rows` (default all), prepared in a
+    background thread; with `augment`, flipped and jittered (augment_images) by draws that
+    depend only on (seed, epoch, batch). The model scales them (DCGAN.image_bytes)."""
     rows = len(images) if rows is None else rows
 
     def batch_pixels(index, batch):
         pixels = images[batch]
         if augment:
             pixels = augment_images(pixels, np.random.default_rng([seed, epoch, index]))
-        return transform(pixels, is_crop=False)
+        return pixels
     return prefetch((index, batch_pixels(index, batch))
                     for index, batch in epoch_batches(rows, batch_size, seed, epoch, start))
 
