@@ -21,6 +21,7 @@ import extras.machine.tfenv  # noqa: F401  (first: TensorFlow then loads without
 
 import contextlib
 
+import numpy as np
 import tensorflow.compat.v1 as tf
 
 from extras.machine.device import gpu_visible
@@ -59,15 +60,43 @@ def patch_weight_gradients():
 def weight_gradient(inputs, out_gradient, weight_shape, strides, padding):
     """d loss / d weights of conv2d(inputs, weights) given d loss / d output (NHWC, no dilation)."""
     side = out_gradient.shape[1]
-    if side is None or side > PATCH_GRADIENT_MAX_SIDE or gpu_visible():
+    if (side is None or side > PATCH_GRADIENT_MAX_SIDE or padding != "SAME"
+            or not inputs.shape[1:].is_fully_defined() or gpu_visible()):
         return tf.nn.conv2d_backprop_filter(inputs, weight_shape, out_gradient, strides, padding)
     k_h, k_w, in_channels, out_channels = weight_shape
     # Each output position's k_h x k_w x in_channels window, in the weights' own order, so one
     # product sums window x gradient over the batch and the positions.
-    patches = tf.image.extract_patches(inputs, [1, k_h, k_w, 1], strides, [1, 1, 1, 1], padding)
+    patches = windows(inputs, k_h, k_w, strides[1:3])
     gradient = tf.matmul(tf.reshape(patches, [-1, k_h * k_w * in_channels]),
                          tf.reshape(out_gradient, [-1, out_channels]), transpose_a=True)
     return tf.reshape(gradient, weight_shape)
+
+
+def windows(inputs, k_h, k_w, strides):
+    """The k_h x k_w windows of `inputs` (NHWC, static shape) a convolution of `strides` (rows,
+    columns) with SAME padding reads, N x output positions x window: what ExtractImagePatches
+    gives, as a gather of the padded input's pixels. A gather keeps the input's type, where the
+    bfloat16 rewrite runs ExtractImagePatches in float32 with a cast each way
+    (bench/LEVERS.md)."""
+    height, width, channels = inputs.shape.as_list()[1:]
+    tops, pad_top, padded_height = same_padding(height, k_h, strides[0])
+    lefts, pad_left, padded_width = same_padding(width, k_w, strides[1])
+    padded = tf.pad(inputs, [[0, 0], [pad_top, padded_height - height - pad_top],
+                             [pad_left, padded_width - width - pad_left], [0, 0]])
+    # Pixel numbers in the padded image, by output row, output column, window row, column.
+    rows = tops[:, None, None, None] + np.arange(k_h)[:, None]
+    cols = lefts[:, None, None] + np.arange(k_w)
+    pixels = (rows * padded_width + cols).reshape(-1)
+    flat = tf.reshape(padded, [-1, padded_height * padded_width, channels])
+    return tf.gather(flat, pixels, axis=1)
+
+
+def same_padding(size, kernel, stride):
+    """Along one axis of a convolution, as TensorFlow pads for SAME: (each window's first pixel
+    in the padded input, the padding before, the padded size)."""
+    starts = np.arange(-(-size // stride)) * stride
+    padded = max(starts[-1] + kernel, size)
+    return starts, (padded - size) // 2, padded
 
 
 def op_settings(op):
