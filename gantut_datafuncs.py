@@ -9,6 +9,7 @@ Adversarial Network (GAN) in TensorFlow").
 """
 import extras.machine.tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
 
+import contextlib
 import os
 
 import tensorflow.compat.v1 as tf
@@ -150,6 +151,24 @@ def fused_normalisation(x, train, beta, gamma, moving_mean, moving_variance, eps
     # run cannot grow them (image completion takes gradients of a restored model): make them now.
     tf.experimental.output_all_intermediates(True)
     return tf.cond(train, batch_statistics, moving_statistics)
+
+
+@contextlib.contextmanager
+def shared_reads():
+    """Within: the towers built read each trainable variable once, all of them the same read
+    (addition). Towers that run on the same weights in one step then share one read, and under
+    the bfloat16 rewrite one cast, instead of one each (bench/LEVERS.md)."""
+    reads = {}
+
+    def read_once(getter, name, *args, **kwargs):
+        variable = getter(name, *args, **kwargs)
+        if not kwargs.get("trainable", True):  # moving averages: assigned to, not only read
+            return variable
+        if name not in reads:
+            reads[name] = variable.read_value()
+        return reads[name]
+    with tf.variable_scope(tf.get_variable_scope(), custom_getter=read_once):
+        yield
 
 
 def offset_and_scale(channels):

@@ -32,7 +32,8 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from gantut_datafuncs import (batch_norm, conv2d, conv2d_transpose, dataset_files,  # noqa: F401
-                              has_prefix, layer_norm, linear, lrelu, sigmoid_loss)
+                              has_prefix, layer_norm, linear, lrelu, shared_reads,
+                              sigmoid_loss)
 from extras.run.config import DEFAULTS, TrainingConfig
 from extras.data.dataset import feed_batches, load_dataset, split_holdout
 from gantut_imgfuncs import grid_shape, inverse_transform, save_images, to_uint8, transform
@@ -174,13 +175,14 @@ class DCGAN(object):
             self.z = tf.placeholder(tf.float32, [None, self.z_dim], name="z")
 
         self.G = self.generator(self.z)
-        self.D, self.D_logits = self.discriminator(self.images)
-        self.D_, self.D_logits_ = self.discriminator(self.G, reuse=True)
+        with shared_reads():  # ours: D's towers on real and fake images read its weights once
+            self.D, self.D_logits = self.discriminator(self.images)
+            self.D_, self.D_logits_ = self.discriminator(self.G, reuse=True)
 
-        with tf.name_scope("losses"):
-            terms = self.loss_kind.terms(Towers(
-                self.D_logits, self.D_logits_, self.images, self.G,
-                lambda images: self.discriminator(images, reuse=True)[1]))
+            with tf.name_scope("losses"):
+                terms = self.loss_kind.terms(Towers(
+                    self.D_logits, self.D_logits_, self.images, self.G,
+                    lambda images: self.discriminator(images, reuse=True)[1]))
         # The terms as attributes under their names: d_loss, g_loss and, with the posts'
         # loss, d_loss_real and d_loss_fake.
         vars(self).update(terms)
@@ -374,18 +376,20 @@ class DCGAN(object):
         fetch with it). The first G update reuses D's pass of G (same weights, noise and batch
         statistics), whose batch-norm updates are `g_norm_updates` (bench/LEVERS.md)."""
         op, losses, fake = d_optim, dict(self.losses), self.G
-        for update in range(g_updates):
-            with tf.control_dependencies([op]), \
-                    tf.variable_scope(tf.get_variable_scope(), reuse=True):
-                if update:
-                    first = len(tf.get_collection(tf.GraphKeys.UPDATE_OPS))
-                    fake = self.generator(self.z)
-                    g_norm_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS)[first:]
-                losses["g_loss"] = self.loss_kind.g_loss(
-                    self.discriminator(fake, reuse=True)[1])
-                with tf.control_dependencies(g_norm_updates):  # as g_optim runs them
-                    op = self.then_average_g(g_adam.minimize(losses["g_loss"],
-                                                             var_list=self.g_vars))
+        # D's weights, which the G updates leave as D's update wrote them, read once for all.
+        with shared_reads():
+            for update in range(g_updates):
+                with tf.control_dependencies([op]), \
+                        tf.variable_scope(tf.get_variable_scope(), reuse=True):
+                    if update:
+                        first = len(tf.get_collection(tf.GraphKeys.UPDATE_OPS))
+                        fake = self.generator(self.z)
+                        g_norm_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS)[first:]
+                    losses["g_loss"] = self.loss_kind.g_loss(
+                        self.discriminator(fake, reuse=True)[1])
+                    with tf.control_dependencies(g_norm_updates):  # as g_optim runs them
+                        op = self.then_average_g(g_adam.minimize(losses["g_loss"],
+                                                                 var_list=self.g_vars))
         return op, losses
 
     def averaged_getter(self):
