@@ -113,8 +113,9 @@ def test_descriptors_equal_dlibs_own(real):
 
 def test_bfloat16_descriptors_keep_the_face_figures(real):
     """The figures' process computes descriptors in bfloat16 where the CPU has it: face_fd of
-    like and unlike sets as float32 gives it, to within a tenth of the real set's own
-    split (on CPUs without bfloat16 instructions oneDNN emulates them, same rounding)."""
+    like and unlike sets as float32 gives it, to 2% (training's figures moved by 1% at most,
+    their epoch-to-epoch swing is 10x that; on CPUs without bfloat16 instructions oneDNN
+    emulates them, same rounding)."""
     _, real_chips = metrics.face_chips(real)
     _, noisy_chips = metrics.face_chips(with_noise(real, 24, seed=2))
     figures = {}
@@ -125,7 +126,7 @@ def test_bfloat16_descriptors_keep_the_face_figures(real):
                          metrics.frechet_distance(real_descriptors, noisy_descriptors)]
     split, noisy = figures[False]
     assert split < noisy
-    np.testing.assert_allclose(figures[True], figures[False], rtol=0, atol=0.1 * split)
+    np.testing.assert_allclose(figures[True], figures[False], rtol=0.02)
 
 
 def test_frechet_distance_of_gaussians_matches_the_formula():
