@@ -66,18 +66,22 @@ class Clock(object):
 
     @contextlib.contextmanager
     def piece(self, name, per_epoch, repeats=1, extra_cpu=lambda: 0.0):
-        """Time the block, which does the piece `repeats` times; `extra_cpu`: the CPU seconds
-        so far of work done elsewhere (another process) for it."""
+        """Time the block, which does the piece `repeats` times (a piece timed in several
+        blocks adds them up); `extra_cpu`: the CPU seconds so far of work done elsewhere
+        (another process) for it."""
         wall, cpu, other = time.perf_counter(), time.process_time(), extra_cpu()
         yield
-        self.pieces[name] = (per_epoch, (time.perf_counter() - wall) / repeats,
-                             (time.process_time() - cpu + extra_cpu() - other) / repeats)
+        _, walls, cpus, count = self.pieces.get(name, (per_epoch, 0.0, 0.0, 0))
+        self.pieces[name] = (per_epoch, walls + time.perf_counter() - wall,
+                             cpus + time.process_time() - cpu + extra_cpu() - other,
+                             count + repeats)
 
     def report(self, background=()):
         """The table, then the two totals per epoch; pieces in `background` cost CPU only."""
         lines = ["%-22s %9s %9s %9s" % ("piece", "per epoch", "wall_s", "cpu_s")]
         pause = cpu = 0.0
-        for name, (count, wall, used) in self.pieces.items():
+        for name, (count, walls, cpus, repeats) in self.pieces.items():
+            wall, used = walls / repeats, cpus / repeats
             lines.append("%-22s %9d %9.5f %9.5f" % (name, count, wall, used))
             pause += 0 if name in background else count * wall
             cpu += count * used
@@ -160,9 +164,12 @@ def main():
             with clock.piece("sample grids", every, 5):
                 for n in range(5):
                     dcgan.sample(folders["samples"], "grid_%d.png" % n, sample_images)
-            with clock.piece("checkpoints", CELEBA_STEPS // DEFAULTS.ckpt_freq + 1, 3):
-                for n in range(3):
+            every = CELEBA_STEPS // DEFAULTS.ckpt_freq + 1
+            for n in range(3):  # the loop's part, then the writing in the background
+                with clock.piece("checkpoints", every):
                     run.checkpoint(EPOCH * CELEBA_STEPS + n, EPOCH, n)
+                with clock.piece("checkpoints written", every):
+                    run.checkpoints.wait()
             run.loss_log.plot()  # the epoch before drew it too: matplotlib is loaded
             with clock.piece("loss chart", 1):
                 run.loss_log.plot()
@@ -181,7 +188,8 @@ def main():
                 run.evaluation.finished(wait=True)
     print("threads=%d steps_per_epoch=%d epoch=%d eval_samples=%d"
           % (args.threads, CELEBA_STEPS, EPOCH, len(real)))
-    print(clock.report(background=("batches cut ahead", "evaluation start", "evaluation")))
+    print(clock.report(background=("batches cut ahead", "checkpoints written", "evaluation start",
+                                   "evaluation")))
 
 
 if __name__ == "__main__":

@@ -64,6 +64,7 @@ def test_the_position_goes_round_a_checkpoint_and_the_steps_go_on_from_it(sess, 
     run = toy_run(sess, config(tmp_path))
     assert run.start == Position(0, 0, 0, 5)  # a new run: its shuffles seeded by --seed
     run.checkpoint(7, 2, 3)
+    run.checkpoints.wait()
     assert saved_position(str(tmp_path / "checkpoint"), MODEL) == Position(7, 2, 3, 5)
     with tf.Graph().as_default(), tf.Session() as again:
         resumed = toy_run(again, config(tmp_path, seed=None, epoch=4))
@@ -72,6 +73,22 @@ def test_the_position_goes_round_a_checkpoint_and_the_steps_go_on_from_it(sess, 
     assert taken == [(8, 2, 3), (9, 3, 0), (10, 3, 1), (11, 3, 2), (12, 3, 3)]
     assert ended == [(2, 8), (3, 12)]
     assert saved_position(str(tmp_path / "checkpoint"), MODEL) == Position(12, 4, 0, 5)
+
+
+def test_a_checkpoint_holds_the_variables_as_they_were_when_it_was_asked_for(sess, tmp_path):
+    """It is written while training goes on: what a step changes after it is not in it."""
+    run = toy_run(sess, config(tmp_path))
+    w, = [variable for variable in tf.global_variables() if variable.op.name == "w"]
+    value = tf.placeholder(tf.float32, [2])
+    assign = w.assign(value)
+    with run:
+        for step in (1, 2):
+            sess.run(assign, {value: [step, step]})
+            run.checkpoint(step, 0, 0)
+        sess.run(assign, {value: [9, 9]})  # a step while the second one is written
+    for step in (1, 2):
+        path = os.path.join(tmp_path, "checkpoint", "%s-%d" % (MODEL, step))
+        assert tf.train.load_variable(path, "w").tolist() == [step, step]
 
 
 def test_the_graph_is_finalized_while_the_loop_runs_and_only_then(sess, tmp_path):
@@ -124,6 +141,7 @@ def test_the_loss_log_matches_the_checkpoint_it_was_saved_with(sess, tmp_path):
         run.record(step, 0, step - 1, {"d_loss": 1.0 / step, "g_loss": float(step)})
         if step == 2:
             run.checkpoint(step, 0, step)
+            run.checkpoints.wait()
     with pytest.raises(TrainingError, match="g_loss became nan at step 5"):
         run.record(5, 0, 4, {"d_loss": 0.1, "g_loss": float("nan")})
     with tf.Graph().as_default(), tf.Session() as again:
@@ -134,6 +152,7 @@ def test_the_loss_log_matches_the_checkpoint_it_was_saved_with(sess, tmp_path):
         resumed.record(3, 0, 2, {"d_loss": 0.3, "g_loss": 3.0})
         resumed.loss_log.plot()
         resumed.checkpoint(3, 1, 0)
+        resumed.checkpoints.wait()
     rows = np.genfromtxt(tmp_path / "logs" / "losses.csv", delimiter=",", names=True)
     assert rows["step"].tolist() == [1, 2, 3] and rows["g_loss"].tolist() == [1, 2, 3]
     assert os.path.exists(tmp_path / "logs" / "losses.png")

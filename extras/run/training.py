@@ -4,9 +4,9 @@ The posts' `train` loop lives with each model (gantut_gan.DCGAN, the pix2pix sta
 what lets such a loop be stopped, resumed and watched is here, written once:
 
 - `TrainingRun`: the loop's steps from the training position in the checkpoint, the writer, loss
-  log, speed, stop requests, checkpoints when due and quality figures in the background, made
-  once the model's graph is whole and adding nothing to it; `training_folders` (made, cleared of
-  a killed run's temp files, locked);
+  log, speed, stop requests, checkpoints when due (written in the background) and quality
+  figures in the background, made once the model's graph is whole; `training_folders` (made,
+  cleared of a killed run's temp files, locked);
 - stopping: `StopRequest` (Ctrl-C and SIGTERM finish the step and checkpoint), `check_finite`;
 - logs: `Speedometer` (img/s and ETA), `LossLog` (logs/losses.csv and .png), `log_metrics`
   (quality figures to TensorBoard and logs/metrics.csv), `save_sample_grid`.
@@ -26,8 +26,8 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 
 from gantut_imgfuncs import save_images
-from extras.run.checkpoints import (Position, checkpoint_step, load_model, point_tensorboard_at,
-                                    position_at, save_model, set_variable)
+from extras.run.checkpoints import (CheckpointWriter, Position, checkpoint_step, load_model,
+                                    point_tensorboard_at, position_at, set_variable)
 from extras.run.evaluation import BackgroundEvaluation
 from extras.run.plots import plot_losses
 from extras.utils import (FolderBusy, TrainingError, atomic_path, first_line, folder_lock,
@@ -36,9 +36,10 @@ from extras.utils import (FolderBusy, TrainingError, atomic_path, first_line, fo
 
 class TrainingRun(object):
     """The run machinery of a model's training loop, made by `train` once its graph is whole
-    (the model's Saver and position variable included: see position_variable); it adds nothing
-    to the graph. It restores the newest checkpoint (`start`, the Position to go on from) and
-    owns the writer, loss log, speed, stop requests and checkpoints when due.
+    (the model's Saver and position variable included: see position_variable); it adds only
+    the checkpoints' snapshot (CheckpointWriter). It restores the newest checkpoint (`start`,
+    the Position to go on from) and owns the writer, loss log, speed, stop requests and
+    checkpoints when due, written while training goes on.
 
     `model` has the attributes of the posts' models: sess, saver, model_name, shape_flags, and
     `position`. `with run:` finalizes the graph while the loop runs (an op built in the loop is
@@ -55,6 +56,8 @@ class TrainingRun(object):
         self.speed = Speedometer(self.start.step, self.start.step + steps_left, batch_size)
         self.stop = StopRequest()
         self.evaluation = BackgroundEvaluation()
+        self.checkpoints = CheckpointWriter(
+            model, config.max_to_keep, lambda path: point_tensorboard_at(config.logs_dir, path))
 
     def __enter__(self):
         self.writer = tf.summary.FileWriter(self.config.logs_dir, self.sess.graph)
@@ -64,9 +67,11 @@ class TrainingRun(object):
 
     def __exit__(self, *exc):
         try:
+            self.checkpoints.wait()  # the last checkpoint whole before the run returns
             if exc[0] is None:  # the loop ended, or stopped on request: log the figures due
                 self.log_evaluations(wait=True)
         finally:
+            self.checkpoints.pool.shutdown()
             self.evaluation.close()
             self.stop.__exit__(*exc)
             # The model stays usable after training: sampling, completion build their ops then.
@@ -144,19 +149,19 @@ class TrainingRun(object):
         if self.stop.requested or step % self.config.ckpt_freq == 0:
             self.checkpoint(step, epoch, batch)
         if self.stop.requested:
+            self.checkpoints.wait()
             print(" [*] Stopped at step %d; saved a checkpoint in %s. Run the same command "
                   "again to resume." % (step, self.config.checkpoint_dir))
         return self.stop.requested
 
     def checkpoint(self, step, epoch, batch):
         """Save the loss log, then the checkpoint at this position in --checkpoint_dir (a
-        resumed run then finds every loss up to its step), and TensorBoard's pointer to it in
-        --logs_dir (see point_tensorboard_at)."""
+        resumed run then finds every loss up to its step), written in the background, and then
+        TensorBoard's pointer to it in --logs_dir (see point_tensorboard_at)."""
         self.loss_log.save()
         set_variable(self.sess, self.model.position,
                      [step, epoch, batch, self.start.data_seed])
-        point_tensorboard_at(self.config.logs_dir,
-                             save_model(self.model, self.config.checkpoint_dir, step))
+        self.checkpoints.save(self.config.checkpoint_dir, step)
 
 
 @contextlib.contextmanager
