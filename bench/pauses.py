@@ -14,8 +14,8 @@ and the loss chart and GIF at the end of epoch 20, where they are largest. Last 
     .venv/bin/python bench/pauses.py --threads 2
 
 Graph runs for grids and evaluation samples count as this CPU runs them (on a GPU they are
-shorter). Work in other threads and processes (the batches cut ahead, the quality figures)
-counts in the CPU seconds only. The evaluation process's start (its models, the real set's
+shorter). Work in other threads and processes (the batches cut ahead, the checkpoints'
+writing, the quality figures) counts in the CPU seconds only. The evaluation process's start (its models, the real set's
 figures) comes once a run and is printed apart.
 """
 import argparse
