@@ -328,7 +328,7 @@ class DCGAN(object):
                 run.record(step, epoch, idx, losses)
                 if step % config.sample_freq == 0:
                     self.sample(config.sample_dir, "train_%02d-%04d.png" % (epoch, idx),
-                                sample_images)
+                                sample_images, run.save_grid_later)
 
     def save(self, checkpoint_dir, step):
         """Save the model's variables as `checkpoint_dir/DCGAN.model-step`; return the
@@ -434,14 +434,15 @@ class DCGAN(object):
                                             * (1.0 - self.g_average))
                               for var, average in self.g_averages.items()], name="average_g")
 
-    def sample(self, sample_dir, name, sample_images):
+    def sample(self, sample_dir, name, sample_images, save=save_sample_grid):
         """Write the grid of G(sample noise) and print the losses on `sample_images` (addition:
-        the post's sample grids), batch norm in inference mode, as a user of the model gets."""
+        the post's sample grids), batch norm in inference mode, as a user of the model gets.
+        `save` writes it, given save_sample_grid's arguments; train's writes it in a thread."""
         samples, d_loss, g_loss = self.sess.run(
             [self.sampler, self.sample_losses["d_loss"], self.sample_losses["g_loss"]],
             {self.z: self.sess.run(self.sample_z), self.images: sample_images,
              self.is_training: False})
-        path = save_sample_grid(samples, grid_shape(len(samples)), sample_dir, name)
+        path = save(samples, grid_shape(len(samples)), sample_dir, name)
         print("[Sample] d_loss: %.8f, g_loss: %.8f, grid: %s" % (d_loss, g_loss, path))
 
     def generate(self, z):

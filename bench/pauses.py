@@ -14,9 +14,9 @@ and the loss chart and GIF at the end of epoch 20, where they are largest. Last 
     .venv/bin/python bench/pauses.py --threads 2
 
 Graph runs for grids and evaluation samples count as this CPU runs them (on a GPU they are
-shorter). Work in other threads and processes (the batches cut ahead, the checkpoints'
-writing, the quality figures) counts in the CPU seconds only. The evaluation process's start (its models, the real set's
-figures) comes once a run and is printed apart.
+shorter). Work in other threads and processes (the batches cut ahead, the grids' and
+checkpoints' writing, the quality figures) counts in the CPU seconds only. The evaluation
+process's start (its models, the real set's figures) comes once a run and is printed apart.
 """
 import argparse
 import contextlib
@@ -161,9 +161,12 @@ def main():
                     for summary in summaries:
                         run.writer.add_summary(summary, 1)
             every = CELEBA_STEPS // DEFAULTS.sample_freq + 1
-            with clock.piece("sample grids", every, 5):
-                for n in range(5):
-                    dcgan.sample(folders["samples"], "grid_%d.png" % n, sample_images)
+            for n in range(5):  # as the loop's: its graph run, then the PNG in the background
+                with clock.piece("sample grids", every):
+                    dcgan.sample(folders["samples"], "grid_%d.png" % n, sample_images,
+                                 run.save_grid_later)
+                with clock.piece("sample grids written", every):
+                    run.grids_written(wait=True)
             every = CELEBA_STEPS // DEFAULTS.ckpt_freq + 1
             for n in range(3):  # the loop's part, then the writing in the background
                 with clock.piece("checkpoints", every):
@@ -188,8 +191,8 @@ def main():
                 run.evaluation.finished(wait=True)
     print("threads=%d steps_per_epoch=%d epoch=%d eval_samples=%d"
           % (args.threads, CELEBA_STEPS, EPOCH, len(real)))
-    print(clock.report(background=("batches cut ahead", "checkpoints written", "evaluation start",
-                                   "evaluation")))
+    print(clock.report(background=("batches cut ahead", "sample grids written",
+                                   "checkpoints written", "evaluation start", "evaluation")))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import tensorflow.compat.v1 as tf
 from conftest import REPO, checkpoint_steps
 
 from gantut_gan import DCGAN
+from gantut_imgfuncs import imread
 from extras.run.config import TrainingConfig
 from extras.run.checkpoints import Position, position_variable, saved_position, training_state
 from extras.run.training import LossLog, TrainingRun
@@ -89,6 +90,17 @@ def test_a_checkpoint_holds_the_variables_as_they_were_when_it_was_asked_for(ses
     for step in (1, 2):
         path = os.path.join(tmp_path, "checkpoint", "%s-%d" % (MODEL, step))
         assert tf.train.load_variable(path, "w").tolist() == [step, step]
+
+
+def test_grids_are_written_while_the_loop_goes_on_and_a_failed_one_stops_it(sess, tmp_path):
+    run = toy_run(sess, config(tmp_path))
+    grid = np.linspace(-1, 1, 4 * 8 * 8 * 3).reshape(4, 8, 8, 3)
+    with pytest.raises(TrainingError, match="could not write the sample grid b.png"):
+        with run:
+            assert run.save_grid_later(grid, (2, 2), str(tmp_path), "a.png") == str(
+                tmp_path / "a.png")
+            run.save_grid_later(grid, (2, 2), str(tmp_path / "missing"), "b.png")
+    assert imread(str(tmp_path / "a.png")).shape == (16, 16, 3)
 
 
 def test_the_graph_is_finalized_while_the_loop_runs_and_only_then(sess, tmp_path):

@@ -38,8 +38,9 @@ class TrainingRun(object):
     """The run machinery of a model's training loop, made by `train` once its graph is whole
     (the model's Saver and position variable included: see position_variable); it adds only
     the checkpoints' snapshot (CheckpointWriter). It restores the newest checkpoint (`start`,
-    the Position to go on from) and owns the writer, loss log, speed, stop requests and
-    checkpoints when due, written while training goes on.
+    the Position to go on from) and owns the writer, loss log, speed, stop requests, and the
+    checkpoints when due and sample grids (save_grid_later), both written while training goes
+    on.
 
     `model` has the attributes of the posts' models: sess, saver, model_name, shape_flags, and
     `position`. `with run:` finalizes the graph while the loop runs (an op built in the loop is
@@ -58,6 +59,8 @@ class TrainingRun(object):
         self.evaluation = BackgroundEvaluation()
         self.checkpoints = CheckpointWriter(
             model, config.max_to_keep, lambda path: point_tensorboard_at(config.logs_dir, path))
+        self.grid_writer = concurrent.futures.ThreadPoolExecutor(1)
+        self.grids = []  # the grids' writes under way, oldest first
 
     def __enter__(self):
         self.writer = tf.summary.FileWriter(self.config.logs_dir, self.sess.graph)
@@ -68,10 +71,12 @@ class TrainingRun(object):
     def __exit__(self, *exc):
         try:
             self.checkpoints.wait()  # the last checkpoint whole before the run returns
+            self.grids_written(wait=True)
             if exc[0] is None:  # the loop ended, or stopped on request: log the figures due
                 self.log_evaluations(wait=True)
         finally:
             self.checkpoints.pool.shutdown()
+            self.grid_writer.shutdown()
             self.evaluation.close()
             self.stop.__exit__(*exc)
             # The model stays usable after training: sampling, completion build their ops then.
@@ -126,6 +131,20 @@ class TrainingRun(object):
                  self.speed.report(step)))
         check_finite(step, epoch, idx, self.config, **losses)
         self.loss_log.add(step, epoch, losses)
+
+    def save_grid_later(self, images, size, sample_dir, name):
+        """save_sample_grid in a thread, while training goes on; return the grid's path. A grid
+        that could not be written stops the run at the next grid or at its end."""
+        self.grids_written()
+        self.grids.append(self.grid_writer.submit(save_sample_grid, images, size, sample_dir,
+                                                  name))
+        return os.path.join(sample_dir, name)
+
+    def grids_written(self, wait=False):
+        """Forget the grids written (all of them, waiting, with `wait`), raising what a write
+        raised."""
+        while self.grids and (wait or self.grids[0].done()):
+            self.grids.pop(0).result()
 
     def evaluate_later(self, epoch, step, generated, real):
         """Quality figures of `generated` against `real` (uint8 images) at this epoch's end,
