@@ -353,7 +353,7 @@ class Pix2Pix(object):
                 run.record(step, epoch, idx, losses)
                 if step % config.sample_freq == 0:
                     self.sample(config.sample_dir, "train_%02d-%04d.png" % (epoch, idx),
-                                sample_pairs)
+                                sample_pairs, run.save_grid_later)
 
     def save(self, checkpoint_dir, step):
         """Save the model's variables as checkpoint_dir/pix2pix.model-step; return its path
@@ -375,11 +375,12 @@ class Pix2Pix(object):
                            step)
         writer.flush()
 
-    def sample(self, sample_dir, name, sample_pairs):
-        """Write the fixed sample pairs as rows of input | generated | target (pix2pix stage)."""
+    def sample(self, sample_dir, name, sample_pairs, save=save_sample_grid):
+        """Write the fixed sample pairs as rows of input | generated | target (pix2pix stage);
+        `save` as DCGAN.sample's."""
         inputs, targets = sample_pairs
-        path = save_sample_grid(sample_rows(inputs, self.translate(inputs), targets),
-                                (len(inputs), 3), sample_dir, name)
+        path = save(sample_rows(inputs, self.translate(inputs), targets), (len(inputs), 3),
+                    sample_dir, name)
         print("[Sample] %s" % path)
 
 
