@@ -166,13 +166,13 @@ def main():
                     dcgan.sample(folders["samples"], "grid_%d.png" % n, sample_images,
                                  run.save_grid_later)
                 with clock.piece("sample grids written", every):
-                    run.grids_written(wait=True)
+                    run.writes.finished(wait=True)
             every = CELEBA_STEPS // DEFAULTS.ckpt_freq + 1
             for n in range(3):  # the loop's part, then the writing in the background
                 with clock.piece("checkpoints", every):
                     run.checkpoint(EPOCH * CELEBA_STEPS + n, EPOCH, n)
                 with clock.piece("checkpoints written", every):
-                    run.checkpoints.wait()
+                    run.writes.finished(wait=True)
             run.loss_log.plot()  # the epoch before drew it too: matplotlib is loaded
             with clock.piece("loss chart", 1):
                 run.loss_log.plot()

@@ -1,6 +1,7 @@
-"""Small helpers every stage shares: whole-or-nothing file writes, the image file walk, progress
-lines, and a lock on a run's folder (project addition to "Generative Adversarial Network (GAN) in
-TensorFlow")."""
+"""Small helpers every stage shares: whole-or-nothing file writes, writes in a thread, the image
+file walk, progress lines, and a lock on a run's folder (project addition to "Generative
+Adversarial Network (GAN) in TensorFlow")."""
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -63,6 +64,27 @@ def atomic_path(path):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+class BackgroundWrites(object):
+    """Files written by one thread, in order, while the caller goes on (project helper):
+    `submit(write, *args)` queues write(*args); `finished(wait)` forgets the writes done (all of
+    them, waiting, with `wait`), raising what one raised; `close()` after the last."""
+
+    def __init__(self):
+        self.pool = concurrent.futures.ThreadPoolExecutor(1)
+        self.pending = []  # oldest first
+
+    def submit(self, write, *args):
+        self.finished()
+        self.pending.append(self.pool.submit(write, *args))
+
+    def finished(self, wait=False):
+        while self.pending and (wait or self.pending[0].done()):
+            self.pending.pop(0).result()
+
+    def close(self):
+        self.pool.shutdown()
 
 
 def remove_stale_temp_files(folder):

@@ -65,7 +65,7 @@ def test_the_position_goes_round_a_checkpoint_and_the_steps_go_on_from_it(sess, 
     run = toy_run(sess, config(tmp_path))
     assert run.start == Position(0, 0, 0, 5)  # a new run: its shuffles seeded by --seed
     run.checkpoint(7, 2, 3)
-    run.checkpoints.wait()
+    run.writes.finished(wait=True)
     assert saved_position(str(tmp_path / "checkpoint"), MODEL) == Position(7, 2, 3, 5)
     with tf.Graph().as_default(), tf.Session() as again:
         resumed = toy_run(again, config(tmp_path, seed=None, epoch=4))
@@ -153,7 +153,7 @@ def test_the_loss_log_matches_the_checkpoint_it_was_saved_with(sess, tmp_path):
         run.record(step, 0, step - 1, {"d_loss": 1.0 / step, "g_loss": float(step)})
         if step == 2:
             run.checkpoint(step, 0, step)
-            run.checkpoints.wait()
+            run.writes.finished(wait=True)
     with pytest.raises(TrainingError, match="g_loss became nan at step 5"):
         run.record(5, 0, 4, {"d_loss": 0.1, "g_loss": float("nan")})
     with tf.Graph().as_default(), tf.Session() as again:
@@ -164,7 +164,7 @@ def test_the_loss_log_matches_the_checkpoint_it_was_saved_with(sess, tmp_path):
         resumed.record(3, 0, 2, {"d_loss": 0.3, "g_loss": 3.0})
         resumed.loss_log.plot()
         resumed.checkpoint(3, 1, 0)
-        resumed.checkpoints.wait()
+        resumed.writes.finished(wait=True)
     rows = np.genfromtxt(tmp_path / "logs" / "losses.csv", delimiter=",", names=True)
     assert rows["step"].tolist() == [1, 2, 3] and rows["g_loss"].tolist() == [1, 2, 3]
     assert os.path.exists(tmp_path / "logs" / "losses.png")

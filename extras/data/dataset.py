@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from gantut_datafuncs import dataset_files
-from gantut_imgfuncs import center_crop, open_image, transform
+from gantut_imgfuncs import center_crop, open_image
 from extras.utils import Progress, atomic_path, read_json
 
 # Bump when the decoding changes, so old caches are rebuilt rather than trusted.

@@ -13,7 +13,6 @@ training run keeps in them.
 import extras.machine.tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
 
 import collections
-import concurrent.futures
 import contextlib
 import glob
 import json
@@ -131,16 +130,16 @@ def save_model(model, checkpoint_dir, step, saver=None):
 class CheckpointWriter(object):
     """A training run's checkpoints, written by a thread while training goes on (ours).
 
-    `save(checkpoint_dir, step)` copies every variable of `model`'s graph into a snapshot (one
-    run: the posts' 64x64 DCGAN's 113 MB in tens of ms) and starts writing that, as the
-    model's Saver writes its variables (same names and files, the same retiring), then calls
-    `written(path)`. `wait()` waits for the writing under way and raises what it raised
-    (TrainingError for a full disk). Made with the graph, before it is finalized: it adds the
+    `save(checkpoint_dir, step)` waits for `writes` (extras.utils.BackgroundWrites), copies
+    every variable of `model`'s graph into a snapshot (one run: the posts' 64x64 DCGAN's 113 MB
+    in tens of ms) and queues its writing there, as the model's Saver writes its variables
+    (same names and files, the same retiring), then `written(path)`; a full disk raises
+    TrainingError from `writes`. Made with the graph, before it is finalized: it adds the
     snapshot's variables (outside every collection) and the copy op.
     """
 
-    def __init__(self, model, max_to_keep, written):
-        self.model, self.written = model, written
+    def __init__(self, model, max_to_keep, writes, written):
+        self.model, self.writes, self.written = model, writes, written
         variables = tf.global_variables()
         with tf.name_scope("snapshot"):
             copies = [tf.Variable(tf.zeros(variable.shape, variable.dtype.base_dtype),
@@ -152,21 +151,14 @@ class CheckpointWriter(object):
         self.saver = tf.train.Saver(
             {variable.op.name: copy for variable, copy in zip(variables, copies)},
             max_to_keep=max_to_keep, save_relative_paths=True)
-        self.pool = concurrent.futures.ThreadPoolExecutor(1)
-        self.pending = None
 
     def save(self, checkpoint_dir, step):
-        self.wait()  # the snapshot may be overwritten only once it is written
+        self.writes.finished(wait=True)  # the snapshot may be overwritten once it is written
         self.model.sess.run(self.copy)
-        self.pending = self.pool.submit(self.write, checkpoint_dir, step)
+        self.writes.submit(self.write, checkpoint_dir, step)
 
     def write(self, checkpoint_dir, step):
         self.written(save_model(self.model, checkpoint_dir, step, self.saver))
-
-    def wait(self):
-        pending, self.pending = self.pending, None
-        if pending is not None:
-            pending.result()
 
 
 def load_model(model, checkpoint_dir, averaged=False):

@@ -4,9 +4,9 @@ The posts' `train` loop lives with each model (gantut_gan.DCGAN, the pix2pix sta
 what lets such a loop be stopped, resumed and watched is here, written once:
 
 - `TrainingRun`: the loop's steps from the training position in the checkpoint, the writer, loss
-  log, speed, stop requests, checkpoints when due (written in the background) and quality
-  figures in the background, made once the model's graph is whole; `training_folders` (made,
-  cleared of a killed run's temp files, locked);
+  log, speed, stop requests, checkpoints when due and sample grids (both written by a thread)
+  and quality figures in the background, made once the model's graph is whole;
+  `training_folders` (made, cleared of a killed run's temp files, locked);
 - stopping: `StopRequest` (Ctrl-C and SIGTERM finish the step and checkpoint), `check_finite`;
 - logs: `Speedometer` (img/s and ETA), `LossLog` (logs/losses.csv and .png), `log_metrics`
   (quality figures to TensorBoard and logs/metrics.csv), `save_sample_grid`.
@@ -30,8 +30,8 @@ from extras.run.checkpoints import (CheckpointWriter, Position, checkpoint_step,
                                     point_tensorboard_at, position_at, set_variable)
 from extras.run.evaluation import BackgroundEvaluation
 from extras.run.plots import plot_losses
-from extras.utils import (FolderBusy, TrainingError, atomic_path, first_line, folder_lock,
-                          format_seconds, remove_stale_temp_files)
+from extras.utils import (BackgroundWrites, FolderBusy, TrainingError, atomic_path, first_line,
+                          folder_lock, format_seconds, remove_stale_temp_files)
 
 
 class TrainingRun(object):
@@ -57,10 +57,10 @@ class TrainingRun(object):
         self.speed = Speedometer(self.start.step, self.start.step + steps_left, batch_size)
         self.stop = StopRequest()
         self.evaluation = BackgroundEvaluation()
+        self.writes = BackgroundWrites()  # checkpoints and sample grids
         self.checkpoints = CheckpointWriter(
-            model, config.max_to_keep, lambda path: point_tensorboard_at(config.logs_dir, path))
-        self.grid_writer = concurrent.futures.ThreadPoolExecutor(1)
-        self.grids = []  # the grids' writes under way, oldest first
+            model, config.max_to_keep, self.writes,
+            lambda path: point_tensorboard_at(config.logs_dir, path))
 
     def __enter__(self):
         self.writer = tf.summary.FileWriter(self.config.logs_dir, self.sess.graph)
@@ -70,13 +70,11 @@ class TrainingRun(object):
 
     def __exit__(self, *exc):
         try:
-            self.checkpoints.wait()  # the last checkpoint whole before the run returns
-            self.grids_written(wait=True)
+            self.writes.finished(wait=True)  # the last checkpoint and grid whole on return
             if exc[0] is None:  # the loop ended, or stopped on request: log the figures due
                 self.log_evaluations(wait=True)
         finally:
-            self.checkpoints.pool.shutdown()
-            self.grid_writer.shutdown()
+            self.writes.close()
             self.evaluation.close()
             self.stop.__exit__(*exc)
             # The model stays usable after training: sampling, completion build their ops then.
@@ -134,17 +132,9 @@ class TrainingRun(object):
 
     def save_grid_later(self, images, size, sample_dir, name):
         """save_sample_grid in a thread, while training goes on; return the grid's path. A grid
-        that could not be written stops the run at the next grid or at its end."""
-        self.grids_written()
-        self.grids.append(self.grid_writer.submit(save_sample_grid, images, size, sample_dir,
-                                                  name))
+        that could not be written stops the run at the next grid or checkpoint, or at its end."""
+        self.writes.submit(save_sample_grid, images, size, sample_dir, name)
         return os.path.join(sample_dir, name)
-
-    def grids_written(self, wait=False):
-        """Forget the grids written (all of them, waiting, with `wait`), raising what a write
-        raised."""
-        while self.grids and (wait or self.grids[0].done()):
-            self.grids.pop(0).result()
 
     def evaluate_later(self, epoch, step, generated, real):
         """Quality figures of `generated` against `real` (uint8 images) at this epoch's end,
@@ -168,7 +158,7 @@ class TrainingRun(object):
         if self.stop.requested or step % self.config.ckpt_freq == 0:
             self.checkpoint(step, epoch, batch)
         if self.stop.requested:
-            self.checkpoints.wait()
+            self.writes.finished(wait=True)
             print(" [*] Stopped at step %d; saved a checkpoint in %s. Run the same command "
                   "again to resume." % (step, self.config.checkpoint_dir))
         return self.stop.requested
