@@ -27,6 +27,7 @@ import extras.machine.tfenv  # noqa: F401  (first: TensorFlow then loads without
 
 import collections
 import os
+import sys
 
 import numpy as np
 import tensorflow.compat.v1 as tf
@@ -39,8 +40,8 @@ from extras.data.dataset import feed_batches, load_dataset, split_holdout
 from gantut_imgfuncs import grid_shape, inverse_transform, save_images, to_uint8, transform
 from extras.run.plots import write_progress_gif
 from extras.model.precision import loss_scaled
-from extras.run.checkpoints import (AVERAGE_SCOPE, load_model, new_saver, position_variable,
-                                    save_model, training_state)
+from extras.run.checkpoints import (AVERAGE_SCOPE, WeightSnapshot, load_model, new_saver,
+                                    position_variable, save_model, training_state)
 from extras.run.training import TrainingRun, save_sample_grid
 
 # dataset_files is re-exported: the post defined it in this module.
@@ -208,15 +209,13 @@ class DCGAN(object):
         self.d_vars = [var for var in t_vars if has_prefix(var, "d_")]
         self.g_vars = [var for var in t_vars if has_prefix(var, "g_")]
         # Ours: G for sample grids, evaluation and generation; on G's averaged weights where
-        # there are some, G itself otherwise.
-        self.sampler = self.inference_tower(lambda: self.generator(self.z, self.is_training),
-                                            self.averaged_getter() if self.g_average else None)
-        # Ours: the losses the sample grids report, of D in inference mode on the sample
-        # images and on the sampler's, as the post's grids (is_training False) had them.
-        with tf.name_scope("sample_losses"):
-            self.sample_losses = self.loss_kind.terms(Towers(
-                self.inference_d(self.images), self.inference_d(self.sampler), self.images,
-                self.sampler, self.inference_d))
+        # there are some, G itself otherwise; and the losses the grids report.
+        averaged = self.averaged_getter() if self.g_average else None
+        self.sampler, self.sample_losses = self.sample_towers(averaged)
+        # Ours: the same on a snapshot of their weights, which training's grids are drawn from
+        # in a thread while the steps go on (see sample_later).
+        self.snapshot = WeightSnapshot("sample_snapshot")
+        self.snapshot_towers = self.sample_towers(self.snapshot.getter(averaged))
 
         with tf.variable_scope("state"):
             # The fixed sample noise lives in the checkpoint too, so a resumed run's grids keep
@@ -302,9 +301,10 @@ class DCGAN(object):
 
         def end_epoch(epoch, step):
             # Ours: the epoch's grid and GIF, and quality figures (computed in the background).
-            self.sample(config.sample_dir, "epoch_%02d.png" % epoch, sample_images)
-            if config.progress_gif:
-                write_progress_gif(config.sample_dir, epoch + 1)
+            self.sample_later(run.writes, config.sample_dir, "epoch_%02d.png" % epoch,
+                              sample_images)
+            if config.progress_gif:  # after the grid, by the same thread
+                run.writes.submit(write_progress_gif, config.sample_dir, epoch + 1)
             if config.eval_every_epoch and len(holdout_images):
                 run.evaluate_later(epoch, step, self.evaluation_samples(len(holdout_images)),
                                    holdout_images)
@@ -327,8 +327,8 @@ class DCGAN(object):
                     _, losses = self.sess.run(step_op, feed)
                 run.record(step, epoch, idx, losses)
                 if step % config.sample_freq == 0:
-                    self.sample(config.sample_dir, "train_%02d-%04d.png" % (epoch, idx),
-                                sample_images, run.save_grid_later)
+                    self.sample_later(run.writes, config.sample_dir,
+                                      "train_%02d-%04d.png" % (epoch, idx), sample_images)
 
     def save(self, checkpoint_dir, step):
         """Save the model's variables as `checkpoint_dir/DCGAN.model-step`; return the
@@ -419,10 +419,24 @@ class DCGAN(object):
         del updates[first:]
         return tower
 
-    def inference_d(self, images):
+    def inference_d(self, images, custom_getter=None):
         """D's logits on `images` in an inference tower (addition)."""
         return self.inference_tower(
-            lambda: self.discriminator(images, reuse=True, train=self.is_training)[1])
+            lambda: self.discriminator(images, reuse=True, train=self.is_training)[1],
+            custom_getter)
+
+    def sample_towers(self, custom_getter=None):
+        """The sampler (G in an inference tower) and the losses the sample grids report, of D
+        in inference mode on the sample images and on the sampler's, as the post's grids
+        (is_training False) had them (addition); on the variables `custom_getter` gives."""
+        sampler = self.inference_tower(lambda: self.generator(self.z, self.is_training),
+                                       custom_getter)
+        with tf.name_scope("sample_losses"):
+            losses = self.loss_kind.terms(Towers(
+                self.inference_d(self.images, custom_getter),
+                self.inference_d(sampler, custom_getter), self.images, sampler,
+                lambda images: self.inference_d(images, custom_getter)))
+        return sampler, losses
 
     def then_average_g(self, update):
         """`update` (a G update), then with --g_average each average a step towards its
@@ -434,16 +448,24 @@ class DCGAN(object):
                                             * (1.0 - self.g_average))
                               for var, average in self.g_averages.items()], name="average_g")
 
-    def sample(self, sample_dir, name, sample_images, save=save_sample_grid):
+    def sample(self, sample_dir, name, sample_images, towers=None):
         """Write the grid of G(sample noise) and print the losses on `sample_images` (addition:
-        the post's sample grids), batch norm in inference mode, as a user of the model gets.
-        `save` writes it, given save_sample_grid's arguments; train's writes it in a thread."""
+        the post's sample grids), batch norm in inference mode, as a user of the model gets;
+        `towers`: the (sampler, sample losses) to run, by default the model's own."""
+        sampler, losses = towers or (self.sampler, self.sample_losses)
         samples, d_loss, g_loss = self.sess.run(
-            [self.sampler, self.sample_losses["d_loss"], self.sample_losses["g_loss"]],
+            [sampler, losses["d_loss"], losses["g_loss"]],
             {self.z: self.sess.run(self.sample_z), self.images: sample_images,
              self.is_training: False})
-        path = save(samples, grid_shape(len(samples)), sample_dir, name)
-        print("[Sample] d_loss: %.8f, g_loss: %.8f, grid: %s" % (d_loss, g_loss, path))
+        path = save_sample_grid(samples, grid_shape(len(samples)), sample_dir, name)
+        # One write, so that no line of the training loop's lands inside it.
+        sys.stdout.write("[Sample] d_loss: %.8f, g_loss: %.8f, grid: %s\n" % (d_loss, g_loss, path))
+
+    def sample_later(self, writes, sample_dir, name, sample_images):
+        """`sample` of the weights as they are now, drawn from their snapshot by the thread of
+        `writes` (extras.utils.BackgroundWrites) while training goes on (addition)."""
+        self.snapshot.take(self.sess, writes, self.sample, sample_dir, name, sample_images,
+                           self.snapshot_towers)
 
     def generate(self, z):
         """G(z) in [-1, 1], batch norm in inference mode, as the training grids (addition:

@@ -14,8 +14,9 @@ and the loss chart and GIF at the end of epoch 20, where they are largest. Last 
     .venv/bin/python bench/pauses.py --threads 2
 
 Graph runs for grids and evaluation samples count as this CPU runs them (on a GPU they are
-shorter). Work in other threads and processes (the batches cut ahead, the grids' and
-checkpoints' writing, the quality figures) counts in the CPU seconds only. The evaluation
+shorter). Work in other threads and processes (the batches cut ahead, the grids drawn from a
+snapshot of the weights, the GIF and the checkpoints' writing, the quality figures) counts in
+the CPU seconds only. The evaluation
 process's start (its models, the real set's figures) comes once a run and is printed apart.
 """
 import argparse
@@ -161,11 +162,11 @@ def main():
                     for summary in summaries:
                         run.writer.add_summary(summary, 1)
             every = CELEBA_STEPS // DEFAULTS.sample_freq + 1
-            for n in range(5):  # as the loop's: its graph run, then the PNG in the background
+            for n in range(5):  # as the loop's: the snapshot, then the grid in the background
                 with clock.piece("sample grids", every):
-                    dcgan.sample(folders["samples"], "grid_%d.png" % n, sample_images,
-                                 run.save_grid_later)
-                with clock.piece("sample grids written", every):
+                    dcgan.sample_later(run.writes, folders["samples"], "grid_%d.png" % n,
+                                       sample_images)
+                with clock.piece("sample grids drawn", every):
                     run.writes.finished(wait=True)
             every = CELEBA_STEPS // DEFAULTS.ckpt_freq + 1
             for n in range(3):  # the loop's part, then the writing in the background
@@ -177,8 +178,10 @@ def main():
             with clock.piece("loss chart", 1):
                 run.loss_log.plot()
             write_progress_gif(folders["samples"], EPOCH - 1)  # as the epoch before left it
-            with clock.piece("GIF", 1):
-                write_progress_gif(folders["samples"], EPOCH)
+            with clock.piece("GIF", 1):  # the loop queues it after the epoch's grid
+                run.writes.submit(write_progress_gif, folders["samples"], EPOCH)
+            with clock.piece("GIF written", 1):
+                run.writes.finished(wait=True)
             real = images[:DEFAULTS.eval_samples]
             with clock.piece("evaluation samples", 1):
                 generated = dcgan.evaluation_samples(len(real))
@@ -191,7 +194,7 @@ def main():
                 run.evaluation.finished(wait=True)
     print("threads=%d steps_per_epoch=%d epoch=%d eval_samples=%d"
           % (args.threads, CELEBA_STEPS, EPOCH, len(real)))
-    print(clock.report(background=("batches cut ahead", "sample grids written",
+    print(clock.report(background=("batches cut ahead", "sample grids drawn", "GIF written",
                                    "checkpoints written", "evaluation start", "evaluation")))
 
 

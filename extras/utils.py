@@ -67,9 +67,10 @@ def atomic_path(path):
 
 
 class BackgroundWrites(object):
-    """Files written by one thread, in order, while the caller goes on (project helper):
-    `submit(write, *args)` queues write(*args); `finished(wait)` forgets the writes done (all of
-    them, waiting, with `wait`), raising what one raised; `close()` after the last."""
+    """Files written (and what they need drawn) by one thread, in order, while the caller goes
+    on (project helper): `submit(write, *args)` queues write(*args) and returns its future;
+    `finished(wait)` forgets the writes done (all of them, waiting, with `wait`), raising what
+    one raised; `close()` after the last."""
 
     def __init__(self):
         self.pool = concurrent.futures.ThreadPoolExecutor(1)
@@ -78,6 +79,7 @@ class BackgroundWrites(object):
     def submit(self, write, *args):
         self.finished()
         self.pending.append(self.pool.submit(write, *args))
+        return self.pending[-1]
 
     def finished(self, wait=False):
         while self.pending and (wait or self.pending[0].done()):

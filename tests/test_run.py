@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from gantut_imgfuncs import imread
 from extras.run.config import TrainingConfig
 from extras.run.checkpoints import Position, position_variable, saved_position, training_state
 from extras.run.training import LossLog, TrainingRun
-from extras.utils import TrainingError
+from extras.utils import BackgroundWrites, TrainingError
 
 MODEL = "Toy.model"
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "checkpoint_v1")
@@ -90,6 +91,33 @@ def test_a_checkpoint_holds_the_variables_as_they_were_when_it_was_asked_for(ses
     for step in (1, 2):
         path = os.path.join(tmp_path, "checkpoint", "%s-%d" % (MODEL, step))
         assert tf.train.load_variable(path, "w").tolist() == [step, step]
+
+
+def test_a_training_grid_shows_the_weights_of_its_step_whatever_steps_follow(
+        sess, tmp_path, capsys):
+    """It is drawn in a thread, from a snapshot of the weights taken at its step."""
+    dcgan = DCGAN(sess, image_size=16, batch_size=4, sample_size=4, z_dim=8, gf_dim=4, df_dim=4)
+    _, _, steps = dcgan.optimizers(0.01, 0.5)
+    sess.run(tf.global_variables_initializer())
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1, 1, (4, 16, 16, 3))
+    feed = {dcgan.images: images, dcgan.z: rng.uniform(-1, 1, (4, 8)), dcgan.is_training: True}
+    dcgan.sample(str(tmp_path), "now.png", images)
+    writes, steps_done = BackgroundWrites(), threading.Event()
+    writes.submit(steps_done.wait)  # the thread held until the steps below have run
+    dcgan.sample_later(writes, str(tmp_path), "later.png", images)
+    for _ in range(3):
+        sess.run(steps[2], feed)
+    steps_done.set()
+    writes.finished(wait=True)
+    writes.close()
+    dcgan.sample(str(tmp_path), "after.png", images)
+    now, later, after = (imread(str(tmp_path / name)).astype(int)
+                         for name in ("now.png", "later.png", "after.png"))
+    np.testing.assert_array_equal(later, now)
+    assert np.abs(after - now).max() > 0  # the steps changed G
+    losses = [line.split(", grid")[0] for line in capsys.readouterr().out.splitlines()]
+    assert losses[0] == losses[1] != losses[2]
 
 
 def test_grids_are_written_while_the_loop_goes_on_and_a_failed_one_stops_it(sess, tmp_path):

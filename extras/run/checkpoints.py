@@ -4,15 +4,17 @@ training run keeps in them.
 - the graph's part, made by a model's `train`: `position_variable` (the training `Position`),
   `training_state` (what a weights-only checkpoint lacks); `set_variable` writes a variable
   without adding an op;
-- `model_saver` (a model's one Saver), `save_model`, `CheckpointWriter` (a training run's
-  checkpoints written while it goes on), `load_model` (the newest complete
-  checkpoint, damaged ones skipped), `restore`, `checkpoint_paths`, `saved_position`;
+- `model_saver` (a model's one Saver), `save_model`, `WeightSnapshot` (copies of variables that
+  a thread reads while training goes on), `CheckpointWriter` (a training run's checkpoints
+  written so), `load_model` (the newest complete checkpoint, damaged ones skipped), `restore`,
+  `checkpoint_paths`, `saved_position`;
 - settings: `record_settings`/`saved_settings`, the flags that fix a model's shape, in model.json
   beside the checkpoints.
 """
 import extras.machine.tfenv  # noqa: F401  (first: TensorFlow then loads without Keras; see it)
 
 import collections
+import concurrent.futures
 import contextlib
 import glob
 import json
@@ -127,35 +129,65 @@ def save_model(model, checkpoint_dir, step, saver=None):
             "a rerun resumes from the newest." % (step, checkpoint_dir, first_line(err)))
 
 
+class WeightSnapshot(object):
+    """Copies of variables, for work that reads them in a thread while training changes the
+    variables (ours). `copy_of(variable)` makes a variable's copy (outside every collection)
+    once; `getter(inner)` is a custom getter under which a tower reads the copies of the
+    variables it asks for (of those `inner`, a custom getter, gives). `take(sess, writes, work,
+    *args)` copies every variable in one run, then queues the work that reads the copies.
+    Copies are made with the graph, before it is finalized."""
+
+    def __init__(self, name, variables=()):
+        self.name, self.copies, self.assigns, self.in_use = name, {}, [], None  # in_use: a future
+        for variable in variables:
+            self.copy_of(variable)
+
+    def copy_of(self, variable):
+        if variable not in self.copies:
+            with tf.init_scope(), tf.name_scope(self.name + "/"):  # a top-level scope
+                copy = tf.Variable(tf.zeros(variable.shape, variable.dtype.base_dtype),
+                                   trainable=False, collections=[],
+                                   name=variable.op.name.replace("/", "_"))
+                self.assigns.append(copy.assign(variable.read_value()).op)
+            self.copies[variable] = copy
+        return self.copies[variable]
+
+    def getter(self, inner=None):
+        def read_copy(getter, name, *args, **kwargs):
+            variable = (inner(getter, name, *args, **kwargs) if inner
+                        else getter(name, *args, **kwargs))
+            return self.copy_of(variable)
+        return read_copy
+
+    def take(self, sess, writes, work, *args):
+        """Copy the variables (once the work on the last snapshot is done), then queue
+        work(*args) on `writes` (extras.utils.BackgroundWrites), which raises its errors."""
+        if self.in_use is not None:
+            concurrent.futures.wait([self.in_use])
+        sess.run(self.assigns)
+        self.in_use = writes.submit(work, *args)
+
+
 class CheckpointWriter(object):
     """A training run's checkpoints, written by a thread while training goes on (ours).
 
-    `save(checkpoint_dir, step)` waits for `writes` (extras.utils.BackgroundWrites), copies
-    every variable of `model`'s graph into a snapshot (one run: the posts' 64x64 DCGAN's 113 MB
-    in tens of ms) and queues its writing there, as the model's Saver writes its variables
-    (same names and files, the same retiring), then `written(path)`; a full disk raises
-    TrainingError from `writes`. Made with the graph, before it is finalized: it adds the
-    snapshot's variables (outside every collection) and the copy op.
+    `save(checkpoint_dir, step)` copies every variable of `model`'s graph into a WeightSnapshot
+    (one run: the posts' 64x64 DCGAN's 113 MB in tens of ms) and queues its writing on
+    `writes` (extras.utils.BackgroundWrites), as the model's Saver writes its variables (same
+    names and files, the same retiring), then `written(path)`; a full disk raises TrainingError
+    from `writes`. Made with the graph, before it is finalized.
     """
 
     def __init__(self, model, max_to_keep, writes, written):
         self.model, self.writes, self.written = model, writes, written
         variables = tf.global_variables()
-        with tf.name_scope("snapshot"):
-            copies = [tf.Variable(tf.zeros(variable.shape, variable.dtype.base_dtype),
-                                  trainable=False, collections=[],
-                                  name=variable.op.name.replace("/", "_"))
-                      for variable in variables]
-            self.copy = tf.group(*[copy.assign(variable.read_value())
-                                   for copy, variable in zip(copies, variables)])
+        self.snapshot = WeightSnapshot("snapshot", variables)
         self.saver = tf.train.Saver(
-            {variable.op.name: copy for variable, copy in zip(variables, copies)},
+            {variable.op.name: self.snapshot.copy_of(variable) for variable in variables},
             max_to_keep=max_to_keep, save_relative_paths=True)
 
     def save(self, checkpoint_dir, step):
-        self.writes.finished(wait=True)  # the snapshot may be overwritten once it is written
-        self.model.sess.run(self.copy)
-        self.writes.submit(self.write, checkpoint_dir, step)
+        self.snapshot.take(self.model.sess, self.writes, self.write, checkpoint_dir, step)
 
     def write(self, checkpoint_dir, step):
         self.written(save_model(self.model, checkpoint_dir, step, self.saver))

@@ -57,7 +57,7 @@ class TrainingRun(object):
         self.speed = Speedometer(self.start.step, self.start.step + steps_left, batch_size)
         self.stop = StopRequest()
         self.evaluation = BackgroundEvaluation()
-        self.writes = BackgroundWrites()  # checkpoints and sample grids
+        self.writes = BackgroundWrites()  # checkpoints, sample grids, the GIF
         self.checkpoints = CheckpointWriter(
             model, config.max_to_keep, self.writes,
             lambda path: point_tensorboard_at(config.logs_dir, path))
