@@ -300,14 +300,15 @@ class DCGAN(object):
                                 train_rows, config.augment)
 
         def end_epoch(epoch, step):
-            # Ours: the epoch's grid and GIF, and quality figures (computed in the background).
+            # Ours: the epoch's grid, then its GIF and the samples its quality figures score,
+            # drawn and written by the run's thread; the figures computed in the background.
             self.sample_later(run.writes, config.sample_dir, "epoch_%02d.png" % epoch,
                               sample_images)
-            if config.progress_gif:  # after the grid, by the same thread
+            if config.progress_gif:
                 run.writes.submit(write_progress_gif, config.sample_dir, epoch + 1)
             if config.eval_every_epoch and len(holdout_images):
-                run.evaluate_later(epoch, step, self.evaluation_samples(len(holdout_images)),
-                                   holdout_images)
+                run.evaluate_later(epoch, step, self.evaluation_samples_later(
+                    run.writes, len(holdout_images)), holdout_images)
 
         with run:
             for step, epoch, idx, batch_images in run.steps(batches, end_epoch):
@@ -467,10 +468,11 @@ class DCGAN(object):
         self.snapshot.take(self.sess, writes, self.sample, sample_dir, name, sample_images,
                            self.snapshot_towers)
 
-    def generate(self, z):
+    def generate(self, z, sampler=None):
         """G(z) in [-1, 1], batch norm in inference mode, as the training grids (addition:
-        using the trained model, Part 5)."""
-        return self.sess.run(self.sampler, {self.z: z, self.is_training: False})
+        using the trained model, Part 5); `sampler`: another tower of G, as sample's `towers`."""
+        return self.sess.run(self.sampler if sampler is None else sampler,
+                             {self.z: z, self.is_training: False})
 
     def evaluate(self, real, seed=0):
         """Quality figures of as many generated images as `real` ones (uint8), see
@@ -480,12 +482,19 @@ class DCGAN(object):
         import extras.run.metrics
         return extras.run.metrics.evaluate(self.evaluation_samples(len(real), seed), real, seed)
 
-    def evaluation_samples(self, count, seed=0):
-        """`count` generated images (uint8) to score (addition). The noise comes from `seed`, so
-        figures of successive epochs compare like with like."""
+    def evaluation_samples_later(self, writes, count):
+        """A future of evaluation_samples(count) of the snapshot sample_later last took, drawn
+        by the thread of `writes` while training goes on (addition)."""
+        return self.snapshot.read_later(writes, self.evaluation_samples, count, 0,
+                                        self.snapshot_towers[0])
+
+    def evaluation_samples(self, count, seed=0, sampler=None):
+        """`count` generated images (uint8) to score (addition), of `sampler` as generate's.
+        The noise comes from `seed`, so figures of successive epochs compare like with like."""
         z = np.random.default_rng(seed).uniform(-1, 1, [count, self.z_dim])
         chunks = np.array_split(z, max(1, count // self.batch_size))
-        return to_uint8(inverse_transform(np.concatenate([self.generate(c) for c in chunks])))
+        return to_uint8(inverse_transform(np.concatenate([self.generate(c, sampler)
+                                                          for c in chunks])))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -14,9 +14,9 @@ and the loss chart and GIF at the end of epoch 20, where they are largest. Last 
     .venv/bin/python bench/pauses.py --threads 2
 
 Graph runs for grids and evaluation samples count as this CPU runs them (on a GPU they are
-shorter). Work in other threads and processes (the batches cut ahead, the grids drawn from a
-snapshot of the weights, the GIF and the checkpoints' writing, the quality figures) counts in
-the CPU seconds only. The evaluation
+shorter). Work in other threads and processes (the batches cut ahead; the grids and evaluation
+samples drawn from a snapshot of the weights; the checkpoints, loss chart and GIF written; the
+quality figures) counts in the CPU seconds only. The evaluation
 process's start (its models, the real set's figures) comes once a run and is printed apart.
 """
 import argparse
@@ -175,27 +175,33 @@ def main():
                 with clock.piece("checkpoints written", every):
                     run.writes.finished(wait=True)
             run.loss_log.plot()  # the epoch before drew it too: matplotlib is loaded
-            with clock.piece("loss chart", 1):
-                run.loss_log.plot()
+            with clock.piece("loss chart", 1):  # the loop's part, then the drawing
+                run.writes.submit(run.loss_log.plot, list(run.loss_log.rows))
+            with clock.piece("loss chart drawn", 1):
+                run.writes.finished(wait=True)
             write_progress_gif(folders["samples"], EPOCH - 1)  # as the epoch before left it
             with clock.piece("GIF", 1):  # the loop queues it after the epoch's grid
                 run.writes.submit(write_progress_gif, folders["samples"], EPOCH)
             with clock.piece("GIF written", 1):
                 run.writes.finished(wait=True)
             real = images[:DEFAULTS.eval_samples]
-            with clock.piece("evaluation samples", 1):
-                generated = dcgan.evaluation_samples(len(real))
+            with clock.piece("evaluation samples", 1):  # of the last grid's snapshot
+                generated = dcgan.evaluation_samples_later(run.writes, len(real))
+            with clock.piece("evaluation samples drawn", 1):
+                run.writes.finished(wait=True)
             with clock.piece("evaluation start", 0, extra_cpu=lambda: evaluation_process_cpu(run)):
-                run.evaluate_later(0, 0, generated, real)
+                run.evaluation.submit(0, 0, generated.result(), real)
                 run.evaluation.finished(wait=True)
             with clock.piece("evaluation handed over", 1):
                 run.evaluate_later(1, 0, generated, real)
+                run.log_evaluations()  # hands the images over; the figures are not ready
             with clock.piece("evaluation", 1, extra_cpu=lambda: evaluation_process_cpu(run)):
                 run.evaluation.finished(wait=True)
     print("threads=%d steps_per_epoch=%d epoch=%d eval_samples=%d"
           % (args.threads, CELEBA_STEPS, EPOCH, len(real)))
-    print(clock.report(background=("batches cut ahead", "sample grids drawn", "GIF written",
-                                   "checkpoints written", "evaluation start", "evaluation")))
+    print(clock.report(background=(
+        "batches cut ahead", "sample grids drawn", "checkpoints written", "loss chart drawn",
+        "GIF written", "evaluation samples drawn", "evaluation start", "evaluation")))
 
 
 if __name__ == "__main__":

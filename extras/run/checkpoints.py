@@ -134,7 +134,8 @@ class WeightSnapshot(object):
     variables (ours). `copy_of(variable)` makes a variable's copy (outside every collection)
     once; `getter(inner)` is a custom getter under which a tower reads the copies of the
     variables it asks for (of those `inner`, a custom getter, gives). `take(sess, writes, work,
-    *args)` copies every variable in one run, then queues the work that reads the copies.
+    *args)` copies every variable in one run, then queues the work that reads the copies
+    (`read_later`, more of it), and returns its future.
     Copies are made with the graph, before it is finalized."""
 
     def __init__(self, name, variables=()):
@@ -161,11 +162,16 @@ class WeightSnapshot(object):
 
     def take(self, sess, writes, work, *args):
         """Copy the variables (once the work on the last snapshot is done), then queue
-        work(*args) on `writes` (extras.utils.BackgroundWrites), which raises its errors."""
+        work(*args) on `writes` (extras.utils.BackgroundWrites, which raises its errors)."""
         if self.in_use is not None:
             concurrent.futures.wait([self.in_use])
         sess.run(self.assigns)
+        return self.read_later(writes, work, *args)
+
+    def read_later(self, writes, work, *args):
+        """Queue more work(*args) on the snapshot last taken; return its future."""
         self.in_use = writes.submit(work, *args)
+        return self.in_use
 
 
 class CheckpointWriter(object):

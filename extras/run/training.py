@@ -4,8 +4,8 @@ The posts' `train` loop lives with each model (gantut_gan.DCGAN, the pix2pix sta
 what lets such a loop be stopped, resumed and watched is here, written once:
 
 - `TrainingRun`: the loop's steps from the training position in the checkpoint, the writer, loss
-  log, speed, stop requests, checkpoints when due and sample grids (both written by a thread)
-  and quality figures in the background, made once the model's graph is whole;
+  log, speed, stop requests, checkpoints when due, sample grids and the loss chart (written by
+  a thread) and quality figures in the background, made once the model's graph is whole;
   `training_folders` (made, cleared of a killed run's temp files, locked);
 - stopping: `StopRequest` (Ctrl-C and SIGTERM finish the step and checkpoint), `check_finite`;
 - logs: `Speedometer` (img/s and ETA), `LossLog` (logs/losses.csv and .png), `log_metrics`
@@ -38,9 +38,11 @@ class TrainingRun(object):
     """The run machinery of a model's training loop, made by `train` once its graph is whole
     (the model's Saver and position variable included: see position_variable); it adds only
     the checkpoints' snapshot (CheckpointWriter). It restores the newest checkpoint (`start`,
-    the Position to go on from) and owns the writer, loss log, speed, stop requests, and the
-    checkpoints when due and sample grids (save_grid_later), both written while training goes
-    on.
+    the Position to go on from) and owns the writer, loss log, speed, stop requests, and
+    `writes`, the thread that writes the checkpoints when due, the sample grids
+    (save_grid_later; a model's own work too, such as grids drawn from a WeightSnapshot) and
+    the loss chart while training goes on, and the quality figures of images it drew
+    (evaluate_later).
 
     `model` has the attributes of the posts' models: sess, saver, model_name, shape_flags, and
     `position`. `with run:` finalizes the graph while the loop runs (an op built in the loop is
@@ -57,6 +59,7 @@ class TrainingRun(object):
         self.speed = Speedometer(self.start.step, self.start.step + steps_left, batch_size)
         self.stop = StopRequest()
         self.evaluation = BackgroundEvaluation()
+        self.drawing = []  # the images of evaluations to come: (epoch, step, future, real)
         self.writes = BackgroundWrites()  # checkpoints, sample grids, the GIF
         self.checkpoints = CheckpointWriter(
             model, config.max_to_keep, self.writes,
@@ -106,7 +109,8 @@ class TrainingRun(object):
         """The loop's steps from `start` to --epoch: yield (step, epoch, batch index, batch),
         `batches(epoch, first)` giving the epoch's (index, batch) from batch `first` on. After
         each step a checkpoint when due (the loop ends at a stop request); after each epoch
-        `end_epoch(epoch, step)`, the loss chart and a checkpoint that starts the next epoch."""
+        `end_epoch(epoch, step)`, the loss chart (drawn by the run's thread) and a checkpoint
+        that starts the next epoch."""
         step = self.start.step
         for epoch in range(self.start.epoch, self.config.epoch):
             first = self.start.batch if epoch == self.start.epoch else 0
@@ -117,7 +121,7 @@ class TrainingRun(object):
                 if self.checkpoint_due(step, epoch, idx + 1):
                     return
             end_epoch(epoch, step)
-            self.loss_log.plot()
+            self.writes.submit(self.loss_log.plot, list(self.loss_log.rows))
             self.checkpoint(step, epoch + 1, 0)
 
     def record(self, step, epoch, idx, losses):
@@ -137,12 +141,17 @@ class TrainingRun(object):
         return os.path.join(sample_dir, name)
 
     def evaluate_later(self, epoch, step, generated, real):
-        """Quality figures of `generated` against `real` (uint8 images) at this epoch's end,
-        computed in the background (extras.run.evaluation) and logged when ready."""
-        self.evaluation.submit(epoch, step, generated, real)
+        """Quality figures of `generated` (a future of uint8 images, drawn by the run's thread)
+        against `real` (uint8 images) at this epoch's end, computed in the background
+        (extras.run.evaluation) once the images are drawn, and logged when ready."""
+        self.drawing.append((epoch, step, generated, real))
 
     def log_evaluations(self, wait=False):
-        """Log the quality figures finished (all of them, waiting, with `wait`): log_metrics."""
+        """Log the quality figures finished (all of them, waiting, with `wait`): log_metrics.
+        Images drawn since are handed to the evaluation first."""
+        while self.drawing and (wait or self.drawing[0][2].done()):
+            epoch, step, generated, real = self.drawing.pop(0)
+            self.evaluation.submit(epoch, step, generated.result(), real)
         try:
             for epoch, step, figures in self.evaluation.finished(wait):
                 log_metrics(self.writer, self.config.logs_dir, epoch, step, figures)
@@ -266,7 +275,8 @@ class LossLog(object):
     Kept in logs_dir/losses.csv, saved with each checkpoint, so it always matches one: a resumed
     run drops the rows after its step (they are trained again) and rewrites the file once; later
     saves append the new rows. A row a killed run left half-written is not read.
-    `plot()` draws logs_dir/losses.png: each loss against step, smoothed, epochs marked.
+    `plot(rows)` draws logs_dir/losses.png: each loss against step, smoothed, epochs marked;
+    of `rows` where given (the rows so far, copied for a thread, as `steps` does).
     """
 
     def __init__(self, logs_dir, resume_step=0):
@@ -295,14 +305,14 @@ class LossLog(object):
                 csv.DictWriter(out, fieldnames=fields).writerows(self.rows[self.saved:])
         self.saved = len(self.rows)
 
-    def plot(self):
-        if not self.rows:
+    def plot(self, rows=None):
+        rows = self.rows if rows is None else rows
+        if not rows:
             return
-        steps = np.array([int(row["step"]) for row in self.rows])
-        epochs = np.array([int(row["epoch"]) for row in self.rows])
-        names = [name for name in self.rows[-1] if name not in ("step", "epoch")]
-        series = {name: (steps, np.array([float(row[name]) for row in self.rows]))
-                  for name in names}
+        steps = np.array([int(row["step"]) for row in rows])
+        epochs = np.array([int(row["epoch"]) for row in rows])
+        names = [name for name in rows[-1] if name not in ("step", "epoch")]
+        series = {name: (steps, np.array([float(row[name]) for row in rows])) for name in names}
         # epoch_starts[e] is the first step of epoch e (the first logged one for epochs a
         # resumed run logged no step of).
         epoch_starts = [steps[np.argmax(epochs >= e)] for e in range(epochs.max() + 1)]
