@@ -104,14 +104,18 @@ def evaluation_process_cpu(run):
 
 
 def the_epochs_before(run, dcgan, sample_dir, images):
-    """What 20 epochs leave behind: the loss log of every step, each epoch's grid."""
+    """What 20 epochs leave behind: the loss log of every step, each epoch's grid, and the
+    graph runs of grids, evaluation samples and checkpoints set up by their first call."""
     rng = np.random.default_rng(0)
     for step in range(1, EPOCH * CELEBA_STEPS + 1):
         run.loss_log.add(step, (step - 1) // CELEBA_STEPS,
                          {"d_loss": rng.uniform(0.5, 1.5), "g_loss": rng.uniform(1, 3)})
     sample_images = transform(images[:dcgan.sample_size], is_crop=False)
     for epoch in range(EPOCH):
-        dcgan.sample(sample_dir, "epoch_%02d.png" % epoch, sample_images)
+        dcgan.sample_later(run.writes, sample_dir, "epoch_%02d.png" % epoch, sample_images)
+    dcgan.evaluation_samples_later(run.writes, dcgan.batch_size)
+    run.checkpoint(1, 0, 0)
+    run.writes.finished(wait=True)
     return sample_images
 
 
