@@ -377,7 +377,8 @@ class Pix2Pix(object):
 
     def sample(self, sample_dir, name, sample_pairs, save=save_sample_grid):
         """Write the fixed sample pairs as rows of input | generated | target (pix2pix stage);
-        `save` as DCGAN.sample's."""
+        `save` writes it, given save_sample_grid's arguments (train's: in a thread, with
+        TrainingRun.save_grid_later)."""
         inputs, targets = sample_pairs
         path = save(sample_rows(inputs, self.translate(inputs), targets), (len(inputs), 3),
                     sample_dir, name)
