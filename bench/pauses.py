@@ -16,8 +16,8 @@ and the loss chart and GIF at the end of epoch 20, where they are largest. Last 
 Graph runs for grids and evaluation samples count as this CPU runs them (on a GPU they are
 shorter). Work in other threads and processes (the batches cut ahead; the grids and evaluation
 samples drawn from a snapshot of the weights; the checkpoints, loss chart and GIF written; the
-quality figures) counts in the CPU seconds only. The evaluation
-process's start (its models, the real set's figures) comes once a run and is printed apart.
+quality figures) counts in the CPU seconds only. The evaluation process's start (its models,
+the real set's figures) comes once a run and is printed apart.
 """
 import argparse
 import contextlib
