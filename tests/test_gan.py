@@ -102,13 +102,15 @@ def test_a_few_discriminator_steps_tell_real_from_fake_better(sess):
     assert gap() > before_gap + 0.1
 
 
-def test_importing_the_dcgan_loads_neither_dlib_nor_opencv():
-    """extras.run.metrics (dlib, OpenCV) is imported only where figures are computed, and TensorFlow
-    loads without Keras, which would import OpenCV (extras.machine.tfenv)."""
+def test_importing_the_dcgan_loads_no_library_it_needs_only_for_figures_and_charts():
+    """extras.run.metrics (dlib, OpenCV) is imported only where figures are computed, matplotlib
+    only where a chart is drawn, scipy.signal not at all (each costs a trainer's start 0.3-1.6 s),
+    and TensorFlow loads without Keras, which would import OpenCV (extras.machine.tfenv)."""
     import subprocess
     import sys
     from conftest import REPO
+    heavy = ('dlib', 'cv2', 'keras', 'matplotlib', 'scipy.signal')
     out = subprocess.run([sys.executable, "-c", "import gantut_gan, sys; print(sorted(m for m in "
-                          "sys.modules if m in ('dlib', 'cv2', 'keras')))"],
+                          "sys.modules if m in %r))" % (heavy,)],
                          cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"

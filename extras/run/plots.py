@@ -3,11 +3,11 @@ TensorFlow"): `plot_losses`, the loss chart of a run, drawn on matplotlib's Agg 
 only; no pyplot, so the caller's own backend is left alone); `write_progress_gif`, the
 end-of-epoch sample grids animated, each frame labelled with its epoch.
 """
+import itertools
 import os
 import warnings
 
 import numpy as np
-import scipy.signal
 from PIL import Image, ImageDraw, ImageFont
 
 from extras.utils import atomic_path
@@ -94,8 +94,13 @@ def smooth(values, smoothing):
     `smoothing` on the past, debiased; past 1000 points the weight grows to span as much of the
     curve as TensorBoard's 1000 kept points would (addition)."""
     weight = smoothing ** min(1.0, 1000 / len(values))
-    # average[i] = weight * average[i - 1] + (1 - weight) * values[i], from average[-1] = 0.
-    average = scipy.signal.lfilter([1 - weight], [1, -weight], values)
+    # average[i] = weight * average[i - 1] + (1 - weight) * values[i], from average[-1] = 0. In
+    # Python (20 ms for 62,040 points): scipy.signal's lfilter gives the same values, but loading
+    # scipy.signal cost every trainer's start 1.4-1.6 s.
+    averages = itertools.accumulate(np.asarray(values, dtype=np.float64).tolist(),
+                                    lambda past, value: weight * past + (1 - weight) * value,
+                                    initial=0.0)
+    average = np.fromiter(averages, np.float64, len(values) + 1)[1:]
     return average / (1 - weight ** np.arange(1, len(values) + 1))
 
 
