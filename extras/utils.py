@@ -66,6 +66,14 @@ def atomic_path(path):
             os.remove(tmp)
 
 
+def done_in_order(pending, wait=False, future=lambda item: item):
+    """Take from the list `pending` (oldest first) and yield the items whose `future(item)` is
+    done, up to the first that is not; every item, with `wait`, whose future the caller then
+    waits for (project helper)."""
+    while pending and (wait or future(pending[0]).done()):
+        yield pending.pop(0)
+
+
 class BackgroundWrites(object):
     """Files written (and what they need drawn) by one thread, in order, while the caller goes
     on (project helper): `submit(write, *args)` queues write(*args) and returns its future;
@@ -82,8 +90,8 @@ class BackgroundWrites(object):
         return self.pending[-1]
 
     def finished(self, wait=False):
-        while self.pending and (wait or self.pending[0].done()):
-            self.pending.pop(0).result()
+        for write in done_in_order(self.pending, wait):
+            write.result()
 
     def close(self):
         self.pool.shutdown()

@@ -12,6 +12,8 @@ import multiprocessing
 import os
 import signal
 
+from extras.utils import done_in_order
+
 # The evaluation process computes with one thread each in numpy's BLAS and in TensorFlow: it
 # shares the cores with training, and threads there cost CPU time for little wall time (the
 # sliced Wasserstein distance took 7.96 CPU-s on two BLAS threads, 5.93 on one).
@@ -36,11 +38,8 @@ class BackgroundEvaluation(object):
             self.pending.append((epoch, step, self.pool.submit(evaluate, generated, real, seed)))
 
     def finished(self, wait=False):
-        done = []
-        while self.pending and (wait or self.pending[0][2].done()):
-            epoch, step, future = self.pending.pop(0)
-            done.append((epoch, step, future.result()))
-        return done
+        return [(epoch, step, figures.result()) for epoch, step, figures in
+                done_in_order(self.pending, wait, lambda item: item[2])]
 
     def close(self):
         if self.pool is not None:

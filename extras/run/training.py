@@ -30,8 +30,8 @@ from extras.run.checkpoints import (CheckpointWriter, Position, checkpoint_step,
                                     point_tensorboard_at, position_at, set_variable)
 from extras.run.evaluation import BackgroundEvaluation
 from extras.run.plots import plot_losses
-from extras.utils import (BackgroundWrites, FolderBusy, TrainingError, atomic_path, first_line,
-                          folder_lock, format_seconds, remove_stale_temp_files)
+from extras.utils import (BackgroundWrites, FolderBusy, TrainingError, atomic_path, done_in_order,
+                          first_line, folder_lock, format_seconds, remove_stale_temp_files)
 
 
 class TrainingRun(object):
@@ -149,8 +149,8 @@ class TrainingRun(object):
     def log_evaluations(self, wait=False):
         """Log the quality figures finished (all of them, waiting, with `wait`): log_metrics.
         Images drawn since are handed to the evaluation first."""
-        while self.drawing and (wait or self.drawing[0][2].done()):
-            epoch, step, generated, real = self.drawing.pop(0)
+        for epoch, step, generated, real in done_in_order(self.drawing, wait,
+                                                          lambda item: item[2]):
             self.evaluation.submit(epoch, step, generated.result(), real)
         try:
             for epoch, step, figures in self.evaluation.finished(wait):
