@@ -60,7 +60,7 @@ class TrainingRun(object):
         self.stop = StopRequest()
         self.evaluation = BackgroundEvaluation()
         self.drawing = []  # the images of evaluations to come: (epoch, step, future, real)
-        self.writes = BackgroundWrites()  # checkpoints, sample grids, the GIF
+        self.writes = BackgroundWrites()  # checkpoints, grids, the GIF, the chart, samples
         self.checkpoints = CheckpointWriter(
             model, config.max_to_keep, self.writes,
             lambda path: point_tensorboard_at(config.logs_dir, path))
