@@ -409,20 +409,9 @@ class DCGAN(object):
             return by_name[name] if name in by_name else getter(name, *args, **kwargs)
         return averaged
 
-    def inference_tower(self, build, custom_getter=None):
-        """What `build` makes on the model's variables (or those `custom_getter` gives), for
-        inference only (addition): batch norm follows `is_training`, and the tower's batch-norm
-        updates, which no step runs, are left out of UPDATE_OPS."""
-        updates = tf.get_collection_ref(tf.GraphKeys.UPDATE_OPS)
-        first = len(updates)
-        with tf.variable_scope(tf.get_variable_scope(), reuse=True, custom_getter=custom_getter):
-            tower = build()
-        del updates[first:]
-        return tower
-
     def inference_d(self, images, custom_getter=None):
         """D's logits on `images` in an inference tower (addition)."""
-        return self.inference_tower(
+        return inference_tower(
             lambda: self.discriminator(images, reuse=True, train=self.is_training)[1],
             custom_getter)
 
@@ -430,8 +419,8 @@ class DCGAN(object):
         """The sampler (G in an inference tower) and the losses the sample grids report, of D
         in inference mode on the sample images and on the sampler's, as the post's grids
         (is_training False) had them (addition); on the variables `custom_getter` gives."""
-        sampler = self.inference_tower(lambda: self.generator(self.z, self.is_training),
-                                       custom_getter)
+        sampler = inference_tower(lambda: self.generator(self.z, self.is_training),
+                                  custom_getter)
         with tf.name_scope("sample_losses"):
             losses = self.loss_kind.terms(Towers(
                 self.inference_d(self.images, custom_getter),
@@ -606,6 +595,18 @@ def layer_sizes(image_size):
     while sizes[-1] < image_size:
         sizes.append(sizes[-1] * 2)
     return sizes
+
+
+def inference_tower(build, custom_getter=None):
+    """What `build` makes on the model's variables (or those `custom_getter` gives), for
+    inference only (addition): batch norm follows `is_training`, and the tower's batch-norm
+    updates, which no step runs, are left out of UPDATE_OPS."""
+    updates = tf.get_collection_ref(tf.GraphKeys.UPDATE_OPS)
+    first = len(updates)
+    with tf.variable_scope(tf.get_variable_scope(), reuse=True, custom_getter=custom_getter):
+        tower = build()
+    del updates[first:]
+    return tower
 
 
 def width_multiple(image_size, size):

@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import signal
+import threading
 from types import SimpleNamespace
 
 import numpy as np
@@ -18,7 +19,9 @@ from conftest import REPO, assert_refused, flag_errors, interrupt_when, run_trai
 from extras.data.dataset import split_holdout
 from gantut_imgfuncs import to_uint8
 from extras.model.pix2pix import (Pix2Pix, feed_pairs, jitter_pairs, load_pairs, orient,
-                            receptive_field)
+                                  receptive_field)
+from extras.run.checkpoints import WeightSnapshot
+from extras.utils import BackgroundWrites
 
 PROGRESS = re.compile(r"^Epoch \[ *(\d+)\] \[ *(\d+)/ *(\d+)\] time: [\d.]+, disc_loss: [\d.]+, "
                       r"gen_gan_loss: [\d.]+, gen_l1_loss: [\d.]+", re.M)
@@ -126,6 +129,28 @@ def test_dropout_only_while_training(sess):
     assert np.array_equal(*runs[False])
     assert len(re.findall(r"dropout", " ".join(
         op.name for op in sess.graph.get_operations() if op.type == "RandomUniform"))) == 3
+
+
+def test_a_grid_tower_on_a_snapshot_draws_the_weights_of_its_step_and_leaves_g_as_it_was(sess):
+    model = tiny_model(sess, 16)
+    carried = model.skips + [model.bottleneck]
+    updates = len(tf.get_collection(tf.GraphKeys.UPDATE_OPS))
+    snapshot = WeightSnapshot("sample_snapshot")
+    snapshot_g = model.inference_generator(snapshot.getter())
+    assert model.skips + [model.bottleneck] == carried
+    assert len(tf.get_collection(tf.GraphKeys.UPDATE_OPS)) == updates  # no step runs its own
+    rng = np.random.default_rng(4)
+    fronts, sides = rng.uniform(-1, 1, (2, 2, 16, 16, 3))
+    now = model.translate(fronts)
+    writes, steps_done = BackgroundWrites(), threading.Event()
+    writes.submit(steps_done.wait)  # the thread held until the steps below have run
+    drawn = snapshot.take(sess, writes, model.translate, fronts, 16, snapshot_g)
+    for _ in range(3):
+        model.train_step(fronts, sides)
+    steps_done.set()
+    np.testing.assert_array_equal(drawn.result(), now)
+    writes.close()
+    assert np.abs(model.translate(fronts) - now).max() > 0  # the steps changed G
 
 
 def test_a_few_dozen_steps_lower_the_l1_loss(sess):

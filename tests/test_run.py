@@ -18,7 +18,7 @@ from gantut_gan import DCGAN
 from gantut_imgfuncs import imread
 from extras.run.config import TrainingConfig
 from extras.run.checkpoints import Position, position_variable, saved_position, training_state
-from extras.run.training import LossLog, TrainingRun
+from extras.run.training import LossLog, TrainingRun, save_sample_grid
 from extras.utils import BackgroundWrites, TrainingError
 
 MODEL = "Toy.model"
@@ -125,9 +125,8 @@ def test_grids_are_written_while_the_loop_goes_on_and_a_failed_one_stops_it(sess
     grid = np.linspace(-1, 1, 4 * 8 * 8 * 3).reshape(4, 8, 8, 3)
     with pytest.raises(TrainingError, match="could not write the sample grid b.png"):
         with run:
-            assert run.save_grid_later(grid, (2, 2), str(tmp_path), "a.png") == str(
-                tmp_path / "a.png")
-            run.save_grid_later(grid, (2, 2), str(tmp_path / "missing"), "b.png")
+            run.writes.submit(save_sample_grid, grid, (2, 2), str(tmp_path), "a.png")
+            run.writes.submit(save_sample_grid, grid, (2, 2), str(tmp_path / "missing"), "b.png")
     assert imread(str(tmp_path / "a.png")).shape == (16, 16, 3)
 
 

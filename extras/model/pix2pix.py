@@ -34,16 +34,15 @@ from PIL import Image
 
 from gantut_datafuncs import (batch_norm, conv2d, conv2d_transpose, has_prefix, linear, lrelu,
                               sigmoid_loss)
-from extras.data.dataset import (DatasetError, augment_images, cached_rows, dataset_fingerprint,
-                            epoch_batches, prefetch, split_holdout)
-from gantut_gan import width_multiple
-from extras.model.precision import loss_scaled
-from extras.run.checkpoints import (load_model, new_saver, position_variable, save_model,
-                                    training_state)
-from extras.run.training import TrainingRun, save_sample_grid
-from extras.utils import first_line
+from gantut_gan import inference_tower, width_multiple
 from gantut_imgfuncs import center_crop, imread, transform
-from extras.utils import image_files
+from extras.data.dataset import (DatasetError, augment_images, cached_rows, dataset_fingerprint,
+                                 epoch_batches, prefetch, split_holdout)
+from extras.model.precision import loss_scaled
+from extras.run.checkpoints import (WeightSnapshot, load_model, new_saver, position_variable,
+                                    save_model, training_state)
+from extras.run.training import TrainingRun, save_sample_grid
+from extras.utils import first_line, image_files
 
 # Dropout rate of the first decoder layers while training: pix2pix's only source of noise.
 DROPOUT_RATE = 0.5
@@ -301,13 +300,22 @@ class Pix2Pix(object):
             writer.add_summary(results["summary"], summary_step)
         return {name: float(value) for name, value in results["losses"].items()}
 
-    def translate(self, inputs, chunk=16):
+    def translate(self, inputs, chunk=16, generator=None):
         """G(inputs) in [-1, 1], in inference mode (no dropout, batch-norm moving averages), so
-        the same input always gives the same output (pix2pix stage)."""
+        the same input always gives the same output (pix2pix stage); `generator`: another
+        tower of G (inference_generator), on other weights."""
         return np.concatenate([
-            self.sess.run(self.G, {self.inputs: inputs[start:start + chunk],
-                                   self.is_training: False})
+            self.sess.run(self.G if generator is None else generator,
+                          {self.inputs: inputs[start:start + chunk], self.is_training: False})
             for start in range(0, len(inputs), chunk)])
+
+    def inference_generator(self, custom_getter):
+        """G on the variables `custom_getter` gives, for inference only (pix2pix stage; see
+        gantut_gan.inference_tower); the model's own bottleneck and skips stay G's."""
+        kept = self.bottleneck, self.skips
+        tower = inference_tower(lambda: self.generator(self.inputs), custom_getter)
+        self.bottleneck, self.skips = kept
+        return tower
 
     def mean_l1(self, inputs, targets):
         """Mean absolute difference of G(inputs) and `targets`, in [0, 1] pixel units (pix2pix
@@ -336,13 +344,21 @@ class Pix2Pix(object):
         shown = test_rows if len(test_rows) else train_rows
         sample_pairs = pair_views(pairs[shown[:config.sample_count]], config)
         self.saver = new_saver(config.max_to_keep)
+        # The grids are drawn by the run's thread from a snapshot of G's weights at their step,
+        # while training goes on.
+        snapshot = WeightSnapshot("sample_snapshot")
+        snapshot_g = self.inference_generator(snapshot.getter())
         run = TrainingRun(self, config, len(train_rows) // config.batch_size, config.batch_size)
 
         def batches(epoch, first):
             return feed_pairs(pairs, train_rows, config, run.start.data_seed, epoch, first)
 
+        def sample_later(name):
+            snapshot.take(self.sess, run.writes, self.sample, config.sample_dir, name,
+                          sample_pairs, snapshot_g)
+
         def end_epoch(epoch, step):
-            self.sample(config.sample_dir, "epoch_%02d.png" % epoch, sample_pairs)
+            sample_later("epoch_%02d.png" % epoch)
             if len(eval_rows):
                 self.log_test_l1(run.writer, pairs, eval_rows, config, epoch, step)
 
@@ -352,8 +368,7 @@ class Pix2Pix(object):
                                          if step % config.summary_freq == 0 else None)
                 run.record(step, epoch, idx, losses)
                 if step % config.sample_freq == 0:
-                    self.sample(config.sample_dir, "train_%02d-%04d.png" % (epoch, idx),
-                                sample_pairs, run.save_grid_later)
+                    sample_later("train_%02d-%04d.png" % (epoch, idx))
 
     def save(self, checkpoint_dir, step):
         """Save the model's variables as checkpoint_dir/pix2pix.model-step; return its path
@@ -375,14 +390,14 @@ class Pix2Pix(object):
                            step)
         writer.flush()
 
-    def sample(self, sample_dir, name, sample_pairs, save=save_sample_grid):
+    def sample(self, sample_dir, name, sample_pairs, generator=None):
         """Write the fixed sample pairs as rows of input | generated | target (pix2pix stage);
-        `save` writes it, given save_sample_grid's arguments (train's: in a thread, with
-        TrainingRun.save_grid_later)."""
+        `generator`: another tower of G, as translate's."""
         inputs, targets = sample_pairs
-        path = save(sample_rows(inputs, self.translate(inputs), targets), (len(inputs), 3),
-                    sample_dir, name)
-        print("[Sample] %s" % path)
+        path = save_sample_grid(sample_rows(inputs, self.translate(inputs, generator=generator),
+                                            targets), (len(inputs), 3), sample_dir, name)
+        # One write, so that no line of the training loop's lands inside it.
+        sys.stdout.write("[Sample] %s\n" % path)
 
 
 def sample_rows(inputs, generated, targets):

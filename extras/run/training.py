@@ -39,10 +39,10 @@ class TrainingRun(object):
     (the model's Saver and position variable included: see position_variable); it adds only
     the checkpoints' snapshot (CheckpointWriter). It restores the newest checkpoint (`start`,
     the Position to go on from) and owns the writer, loss log, speed, stop requests, and
-    `writes`, the thread that writes the checkpoints when due, the sample grids
-    (save_grid_later; a model's own work too, such as grids drawn from a WeightSnapshot) and
-    the loss chart while training goes on, and the quality figures of images it drew
-    (evaluate_later).
+    `writes`, the thread that writes the checkpoints when due, the loss chart and a model's
+    own work (such as sample grids drawn from a WeightSnapshot) while training goes on; what
+    it could not write stops the run at the next write, or at its end. And the quality figures
+    of images it drew (evaluate_later).
 
     `model` has the attributes of the posts' models: sess, saver, model_name, shape_flags, and
     `position`. `with run:` finalizes the graph while the loop runs (an op built in the loop is
@@ -133,12 +133,6 @@ class TrainingRun(object):
                  self.speed.report(step)))
         check_finite(step, epoch, idx, self.config, **losses)
         self.loss_log.add(step, epoch, losses)
-
-    def save_grid_later(self, images, size, sample_dir, name):
-        """save_sample_grid in a thread, while training goes on; return the grid's path. A grid
-        that could not be written stops the run at the next grid or checkpoint, or at its end."""
-        self.writes.submit(save_sample_grid, images, size, sample_dir, name)
-        return os.path.join(sample_dir, name)
 
     def evaluate_later(self, epoch, step, generated, real):
         """Quality figures of `generated` (a future of uint8 images, drawn by the run's thread)
