@@ -317,18 +317,18 @@ class Pix2Pix(object):
         self.bottleneck, self.skips = kept
         return tower
 
-    def mean_l1(self, inputs, targets):
+    def mean_l1(self, inputs, targets, generator=None):
         """Mean absolute difference of G(inputs) and `targets`, in [0, 1] pixel units (pix2pix
-        stage)."""
-        return float(np.abs(self.translate(inputs) - targets).mean() / 2)
+        stage); `generator` as translate's."""
+        return float(np.abs(self.translate(inputs, generator=generator) - targets).mean() / 2)
 
-    def pairs_l1(self, pairs, rows, config, chunk=64):
+    def pairs_l1(self, pairs, rows, config, chunk=64, generator=None):
         """mean_l1 over the uint8 `pairs` of `rows`, oriented by the flags in `config` and read
         from the cache a chunk at a time, so a large test split never sits in memory (pix2pix
-        stage)."""
+        stage); `generator` as translate's."""
         chunks = [rows[start:start + chunk] for start in range(0, len(rows), chunk)]
-        return sum(self.mean_l1(*pair_views(pairs[part], config)) * len(part)
-                   for part in chunks) / len(rows)
+        return sum(self.mean_l1(*pair_views(pairs[part], config), generator=generator)
+                   * len(part) for part in chunks) / len(rows)
 
     def train(self, config, pairs):
         """Train on the uint8 pair cache `pairs` with the trainer's flags `config` (pix2pix
@@ -344,8 +344,8 @@ class Pix2Pix(object):
         shown = test_rows if len(test_rows) else train_rows
         sample_pairs = pair_views(pairs[shown[:config.sample_count]], config)
         self.saver = new_saver(config.max_to_keep)
-        # The grids are drawn by the run's thread from a snapshot of G's weights at their step,
-        # while training goes on.
+        # The grids and the test pairs' L1 are computed by the run's thread from a snapshot of
+        # G's weights at their step, while training goes on.
         snapshot = WeightSnapshot("sample_snapshot")
         snapshot_g = self.inference_generator(snapshot.getter())
         run = TrainingRun(self, config, len(train_rows) // config.batch_size, config.batch_size)
@@ -360,7 +360,8 @@ class Pix2Pix(object):
         def end_epoch(epoch, step):
             sample_later("epoch_%02d.png" % epoch)
             if len(eval_rows):
-                self.log_test_l1(run.writer, pairs, eval_rows, config, epoch, step)
+                snapshot.read_later(run.writes, self.log_test_l1, run.writer, pairs, eval_rows,
+                                    config, epoch, step, snapshot_g)
 
         with run:
             for step, epoch, idx, (inputs, targets) in run.steps(batches, end_epoch):
@@ -380,12 +381,13 @@ class Pix2Pix(object):
         stage; as DCGAN.load)."""
         return load_model(self, checkpoint_dir) is not None
 
-    def log_test_l1(self, writer, pairs, rows, config, epoch, step):
+    def log_test_l1(self, writer, pairs, rows, config, epoch, step, generator=None):
         """The L1 on the test pairs `rows` at an epoch's end, printed and in TensorBoard as
-        test_l1 (pix2pix stage)."""
-        l1 = self.pairs_l1(pairs, rows, config)
-        print(" [*] epoch %d: L1 on %d test pairs %.4f (pixels in [0, 1])"
-              % (epoch, len(rows), l1))
+        test_l1 (pix2pix stage); `generator` as translate's."""
+        l1 = self.pairs_l1(pairs, rows, config, generator=generator)
+        # One write, so that no line of the training loop's lands inside it.
+        sys.stdout.write(" [*] epoch %d: L1 on %d test pairs %.4f (pixels in [0, 1])\n"
+                         % (epoch, len(rows), l1))
         writer.add_summary(tf.Summary(value=[tf.Summary.Value(tag="test_l1", simple_value=l1)]),
                            step)
         writer.flush()
