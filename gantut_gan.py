@@ -149,6 +149,7 @@ class DCGAN(object):
         self.loss = loss
         self.loss_scale = loss_scale
         self.g_average = g_average
+        self.restored = None  # the path of the checkpoint `load` restored
         self.sizes = layer_sizes(image_size)
         # One normalisation per layer that has one: all of G's but the output, all of D's but
         # the input layer, D's as its loss kind has it. `fused_bn` runs batch norm in
@@ -339,9 +340,11 @@ class DCGAN(object):
 
     def load(self, checkpoint_dir):
         """Restore the newest complete checkpoint in `checkpoint_dir`; return whether one was
-        found (Part 4). Damaged ones are skipped, naming them (extras.run.checkpoints.load_model).
-        G takes its averaged weights where the checkpoint holds them (--g_average)."""
-        return load_model(self, checkpoint_dir, averaged=not self.g_average) is not None
+        found (Part 4). Damaged ones are skipped, naming them (extras.run.checkpoints.load_model);
+        `restored` names the one restored. G takes its averaged weights where the checkpoint
+        holds them (--g_average)."""
+        self.restored = load_model(self, checkpoint_dir, averaged=not self.g_average)
+        return self.restored is not None
 
     # ------------------------------------------------------------------------------------------
     # Our additions (not in the post)

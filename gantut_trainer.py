@@ -60,8 +60,8 @@ from gantut_quiz import write_quiz
 from extras.model.precision import mixed_precision_plan
 from extras.machine.cpu import bf16_wins, fused_batch_norm_wins
 from extras.machine.session import new_session
-from extras.run.checkpoints import (Position, checkpoint_paths, checkpoint_step, record_settings,
-                                    saved_position, saved_settings)
+from extras.run.checkpoints import (Position, checkpoint_paths, checkpoint_step, position_at,
+                                    record_settings, saved_settings)
 from extras.run.flags import parse_flags
 from extras.run.training import log_metrics, training_folders
 from extras.utils import node_line
@@ -294,12 +294,10 @@ def use_trained_model(config):
             write_samples(dcgan, rng)
 
 
-def checkpoint_position():
-    """The training position of --checkpoint_dir's newest checkpoint; a weights-only one
+def checkpoint_position(dcgan):
+    """The training position of the checkpoint `dcgan.load` restored; a weights-only one
     (DCGAN.save, --export) holds only its step, in its name: epoch 0 then."""
-    newest = checkpoint_paths(FLAGS.checkpoint_dir, DCGAN.model_name)[0]
-    return (saved_position(FLAGS.checkpoint_dir, DCGAN.model_name)
-            or Position(checkpoint_step(newest), 0, 1, 0))
+    return position_at(dcgan.restored) or Position(checkpoint_step(dcgan.restored), 0, 1, 0)
 
 
 def evaluate_checkpoint(dcgan, images):
@@ -308,7 +306,7 @@ def evaluate_checkpoint(dcgan, images):
     if not len(holdout):
         sys.exit("error: --holdout %g of %d images holds out none; raise --holdout or add images"
                  % (FLAGS.holdout, len(images)))
-    position = checkpoint_position()
+    position = checkpoint_position(dcgan)
     figures = dcgan.evaluate(images[holdout[:FLAGS.eval_samples]])
     with tf.summary.FileWriter(FLAGS.logs_dir) as writer:
         # A checkpoint saved at an epoch's end already points at the next epoch.
@@ -322,7 +320,7 @@ def export_model(dcgan, shape):
     if checkpoint_paths(FLAGS.export, DCGAN.model_name):
         sys.exit("error: --export %s already holds a model; choose an empty folder"
                  % FLAGS.export)
-    position = checkpoint_position()
+    position = checkpoint_position(dcgan)
     os.makedirs(FLAGS.export, exist_ok=True)
     record_settings(FLAGS.export, DCGAN.model_name, shape)
     print(" [*] exported %s" % dcgan.save(FLAGS.export, position.step))

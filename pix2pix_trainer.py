@@ -48,7 +48,7 @@ from extras.machine.session import new_session
 from extras.run.checkpoints import record_settings, saved_settings
 from extras.run.flags import parse_flags
 from extras.run.training import training_folders
-from extras.utils import first_line
+from extras.utils import error_line
 from extras.utils import Progress, image_files, node_line
 
 flags = tf.app.flags
@@ -186,7 +186,7 @@ def read_input(path, settings):
     try:
         pixels = imread(path, settings["c_dim"])
     except UNREADABLE as err:
-        print("warning: skipping %s: unreadable (%s)" % (path, first_line(err)), file=sys.stderr)
+        print("warning: skipping %s: unreadable (%s)" % (path, error_line(err)), file=sys.stderr)
         return None
     pixels = center_crop(pixels, min(pixels.shape[:2]), resize_w=settings["image_size"])
     if settings["flip_side"] and settings["direction"] == "BtoA":

@@ -272,7 +272,15 @@ class TrainingError(Exception):
     """Training cannot go on; the message says why, what is kept and what to do."""
 
 
-def first_line(err):
-    """The first line of an exception's message, for one-line error reports."""
-    text = getattr(err, "message", None) or str(err)
-    return text.strip().splitlines()[0] if text.strip() else type(err).__name__
+# How TensorFlow's op errors open: a traceback of where the failing op was built follows, then
+# the op's own message, then the node's name in brackets on an indented line.
+GRAPH_ERROR = "Graph execution error:"
+
+
+def error_line(err):
+    """An exception's message in one line, for one-line error reports: its first line; of a
+    TensorFlow op error, the op's own message, not the header and traceback before it."""
+    lines = (getattr(err, "message", None) or str(err)).strip().splitlines()
+    if lines[:1] == [GRAPH_ERROR]:
+        lines = [line for line in lines if line and not line[0].isspace()][-1:]
+    return lines[0] if lines else type(err).__name__

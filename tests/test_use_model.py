@@ -232,6 +232,23 @@ def test_export_writes_the_weights_alone_and_the_export_is_used_like_the_run(mod
     assert_refused(again, "error: --export shared already holds a model")
 
 
+def test_a_damaged_newest_checkpoint_is_named_and_the_one_before_it_is_used(model_copy):
+    source = model_copy / "checkpoint"
+    *_, before, newest = checkpoint_steps(str(source))
+    data = source / ("DCGAN.model-%d.data-00000-of-00001" % newest)
+    data.write_bytes(data.read_bytes()[:100])  # cut short, as by a full disk
+    result = run_trainer(str(model_copy), "--train=False", "--export", "shared")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert ("checkpoint %s is damaged (Read less bytes than requested)"
+            % os.path.join("checkpoint", "DCGAN.model-%d" % newest)) in result.stderr
+    exported = str(model_copy / "shared" / ("DCGAN.model-%d" % before))
+    assert checkpoint_steps(str(model_copy / "shared")) == [before]
+    name = "generator/g_h0_lin/Matrix"
+    np.testing.assert_array_equal(
+        tf.train.load_variable(exported, name),
+        tf.train.load_variable(str(source / ("DCGAN.model-%d" % before)), name))
+
+
 def test_saving_a_loaded_model_elsewhere_retires_nothing_where_it_came_from(tmp_path):
     first, second = str(tmp_path / "first"), str(tmp_path / "second")
     with tf.Graph().as_default(), tf.Session() as sess:

@@ -42,7 +42,7 @@ from extras.model.precision import loss_scaled
 from extras.run.checkpoints import (WeightSnapshot, load_model, new_saver, position_variable,
                                     save_model, training_state)
 from extras.run.training import TrainingRun, save_sample_grid
-from extras.utils import first_line, image_files
+from extras.utils import error_line, image_files
 
 # Dropout rate of the first decoder layers while training: pix2pix's only source of noise.
 DROPOUT_RATE = 0.5
@@ -449,7 +449,7 @@ def decode_pair(paths, image_size, c_dim):
             if path is not None:
                 images.append(imread(path, c_dim))
         except UNREADABLE as err:
-            return None, "%s is unreadable (%s)" % (path, first_line(err))
+            return None, "%s is unreadable (%s)" % (path, error_line(err))
     if len(images) == 1:
         height, width = images[0].shape[:2]
         if width != 2 * height:

@@ -24,7 +24,7 @@ import sys
 import numpy as np
 import tensorflow.compat.v1 as tf
 
-from extras.utils import TrainingError, atomic_path, first_line, read_json
+from extras.utils import TrainingError, atomic_path, error_line, read_json
 
 # Beside the checkpoints: the flags that fix the model's variables.
 SETTINGS_FILE = "model.json"
@@ -126,7 +126,7 @@ def save_model(model, checkpoint_dir, step, saver=None):
         raise TrainingError(
             "could not write the step %d checkpoint to %s (%s). Free space there, or use "
             "another --checkpoint_dir; the complete checkpoints already there are kept, and "
-            "a rerun resumes from the newest." % (step, checkpoint_dir, first_line(err)))
+            "a rerun resumes from the newest." % (step, checkpoint_dir, error_line(err)))
 
 
 class WeightSnapshot(object):
@@ -217,12 +217,12 @@ def load_model(model, checkpoint_dir, averaged=False):
             restore(model.sess, saver, path, averaged)
         except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as err:
             print("warning: checkpoint %s is damaged (%s); trying the one before it"
-                  % (path, first_line(err)), file=sys.stderr)
+                  % (path, error_line(err)), file=sys.stderr)
             continue
         except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as err:
             raise SystemExit("error: checkpoint %s does not fit this model (%s). It was trained "
                              "with other settings (%s); use those, or a new --checkpoint_dir."
-                             % (path, first_line(err), ", ".join(model.shape_flags)))
+                             % (path, error_line(err), ", ".join(model.shape_flags)))
         # Let the Saver's max_to_keep also retire the checkpoints of earlier runs.
         saver.set_last_checkpoints_with_time(
             [(p, os.path.getmtime(p + ".index")) for p in reversed(paths)])

@@ -31,7 +31,7 @@ from extras.run.checkpoints import (CheckpointWriter, Position, checkpoint_step,
 from extras.run.evaluation import BackgroundEvaluation
 from extras.run.plots import plot_losses
 from extras.utils import (BackgroundWrites, FolderBusy, TrainingError, atomic_path, done_in_order,
-                          first_line, folder_lock, format_seconds, remove_stale_temp_files)
+                          error_line, folder_lock, format_seconds, remove_stale_temp_files)
 
 
 class TrainingRun(object):
@@ -151,7 +151,7 @@ class TrainingRun(object):
                 log_metrics(self.writer, self.config.logs_dir, epoch, step, figures)
         except concurrent.futures.BrokenExecutor as err:
             print("warning: the quality figures under way were lost (%s); later epochs' come "
-                  "from a new process" % first_line(err), file=sys.stderr)
+                  "from a new process" % error_line(err), file=sys.stderr)
             self.evaluation.close()
             self.evaluation = BackgroundEvaluation()
 
@@ -243,7 +243,7 @@ def save_sample_grid(images, size, sample_dir, name):
     except OSError as err:
         raise TrainingError("could not write the sample grid %s to %s (%s). Free space there, "
                             "or use another --sample_dir; a rerun resumes from the newest "
-                            "checkpoint." % (name, sample_dir, first_line(err)))
+                            "checkpoint." % (name, sample_dir, error_line(err)))
 
 
 class Speedometer(object):
