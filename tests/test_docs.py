@@ -4,6 +4,7 @@ and code name mentioned exists, docs/flags.md is what tests/flagdoc.py generates
 file speaks of how the work was organised instead of what the code does."""
 import ast
 import glob
+import json
 import os
 import re
 import shlex
@@ -80,18 +81,32 @@ def trainer_flags():
     return flagdoc.trainer_flags()
 
 
+# Runs each script given with --help, as `python script --help` would, in this one interpreter
+# (TensorFlow, which four of them import, loads once) and prints {script: its help} as JSON.
+HELPS = """import contextlib, io, json, os, runpy, sys
+helps = {}
+for script in sys.argv[1:]:
+    sys.argv, sys.path[0] = [script, "--help"], os.path.dirname(os.path.abspath(script))
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        try:
+            runpy.run_path(script, run_name="__main__")
+        except SystemExit as stop:
+            assert stop.code in (0, None), "%s --help exited with %s" % (script, stop.code)
+    helps[script] = out.getvalue()
+print(json.dumps(helps))"""
+
+
 @pytest.fixture(scope="module")
-def script_flags(trainer_flags):
+def script_flags(request):
     """{script: the flag names it takes}, each read from the script itself: the trainers by
-    importing them, the argparse scripts from their --help (run side by side)."""
-    procs = {script: subprocess.Popen([sys.executable, os.path.join(REPO, script), "--help"],
-                                      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True) for script in ARGPARSE_SCRIPTS}
-    flags = {}
-    for script, proc in procs.items():
-        out, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err[-3000:]
-        flags[script] = argparse_flags(script, out)
+    importing them, the argparse scripts from their --help (all of them side by side)."""
+    helps = subprocess.Popen([sys.executable, "-c", HELPS] + ARGPARSE_SCRIPTS, cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    trainer_flags = request.getfixturevalue("trainer_flags")  # imported while the helps run
+    out, err = helps.communicate(timeout=300)
+    assert helps.returncode == 0, err[-3000:]
+    flags = {script: argparse_flags(script, text)
+             for script, text in json.loads(out.strip().splitlines()[-1]).items()}
     for module, defined in trainer_flags.items():
         flags[module + ".py"] = ABSL_FLAGS | {flag["name"] for flag in defined} | {
             "no" + flag["name"] for flag in defined if flag["boolean"]}
