@@ -109,6 +109,12 @@ def checkpoint_steps(folder, model_name="DCGAN.model"):
                   for path in glob.glob(os.path.join(folder, model_name + "-*.index")))
 
 
+def newest_position(folder, model_name="DCGAN.model"):
+    """The training Position in the newest checkpoint in `folder`."""
+    from extras.run.checkpoints import checkpoint_paths, position_at  # TensorFlow: see `sess`
+    return position_at(checkpoint_paths(folder, model_name)[0])
+
+
 # The smallest model the trainer builds: 16x16 images, thin layers, batches of 4.
 TINY = ["--image_size", "16", "--batch_size", "4", "--gf_dim", "4", "--df_dim", "4",
         "--z_dim", "8", "--threads", "2", "--seed", "3"]

@@ -8,10 +8,10 @@ import numpy as np
 import tensorflow.compat.v1 as tf
 from PIL import Image
 
-from conftest import REPO, checkpoint_steps, run_trainer
+from conftest import REPO, checkpoint_steps, newest_position, run_trainer
 from extras.run.config import TrainingConfig
 from extras.run.metrics import face_rate
-from extras.run.checkpoints import Position, saved_position
+from extras.run.checkpoints import Position
 from gantut_gan import DCGAN
 
 DEMO = os.path.join(REPO, "models", "demo")
@@ -63,4 +63,4 @@ def test_training_goes_on_from_the_demo_model(tmp_path):
     with tf.Graph().as_default(), tf.Session() as sess:
         DCGAN(sess).train(config, images)
     assert checkpoint_steps(str(tmp_path / "checkpoint"))[-1] == step + 1
-    assert saved_position(config.checkpoint_dir, DCGAN.model_name) == Position(step + 1, 1, 0, 1)
+    assert newest_position(config.checkpoint_dir, DCGAN.model_name) == Position(step + 1, 1, 0, 1)

@@ -12,12 +12,12 @@ import threading
 import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
-from conftest import REPO, checkpoint_steps
+from conftest import REPO, checkpoint_steps, newest_position
 
 from gantut_gan import DCGAN
 from gantut_imgfuncs import imread
 from extras.run.config import TrainingConfig
-from extras.run.checkpoints import Position, position_variable, saved_position, training_state
+from extras.run.checkpoints import Position, position_variable, training_state
 from extras.run.training import LossLog, TrainingRun, save_sample_grid
 from extras.utils import BackgroundWrites, TrainingError
 
@@ -67,14 +67,14 @@ def test_the_position_goes_round_a_checkpoint_and_the_steps_go_on_from_it(sess, 
     assert run.start == Position(0, 0, 0, 5)  # a new run: its shuffles seeded by --seed
     run.checkpoint(7, 2, 3)
     run.writes.finished(wait=True)
-    assert saved_position(str(tmp_path / "checkpoint"), MODEL) == Position(7, 2, 3, 5)
+    assert newest_position(str(tmp_path / "checkpoint"), MODEL) == Position(7, 2, 3, 5)
     with tf.Graph().as_default(), tf.Session() as again:
         resumed = toy_run(again, config(tmp_path, seed=None, epoch=4))
         assert resumed.start == Position(7, 2, 3, 5)  # the seed comes from the checkpoint
         taken, ended = steps_taken(resumed)
     assert taken == [(8, 2, 3), (9, 3, 0), (10, 3, 1), (11, 3, 2), (12, 3, 3)]
     assert ended == [(2, 8), (3, 12)]
-    assert saved_position(str(tmp_path / "checkpoint"), MODEL) == Position(12, 4, 0, 5)
+    assert newest_position(str(tmp_path / "checkpoint"), MODEL) == Position(12, 4, 0, 5)
 
 
 def test_a_checkpoint_holds_the_variables_as_they_were_when_it_was_asked_for(sess, tmp_path):
@@ -195,7 +195,7 @@ def test_the_loss_log_matches_the_checkpoint_it_was_saved_with(sess, tmp_path):
     rows = np.genfromtxt(tmp_path / "logs" / "losses.csv", delimiter=",", names=True)
     assert rows["step"].tolist() == [1, 2, 3] and rows["g_loss"].tolist() == [1, 2, 3]
     assert os.path.exists(tmp_path / "logs" / "losses.png")
-    assert saved_position(flags.checkpoint_dir, MODEL) == Position(3, 1, 0, 5)
+    assert newest_position(flags.checkpoint_dir, MODEL) == Position(3, 1, 0, 5)
 
 
 def test_a_checkpoint_from_before_the_run_object_resumes_where_it_stopped(sess, tmp_path):
@@ -215,7 +215,7 @@ def test_a_checkpoint_from_before_the_run_object_resumes_where_it_stopped(sess, 
     dcgan.train(flags, images)
     rows = np.genfromtxt(tmp_path / "logs" / "losses.csv", delimiter=",", names=True)
     assert rows["step"].tolist() == [10, 11, 12]  # batches 3, 4, 5 of epoch 1
-    assert saved_position(flags.checkpoint_dir, DCGAN.model_name) == Position(12, 2, 0, 3)
+    assert newest_position(flags.checkpoint_dir, DCGAN.model_name) == Position(12, 2, 0, 3)
     np.testing.assert_array_equal(sess.run(dcgan.sample_z), saved)
 
 
@@ -258,7 +258,7 @@ def test_the_dcgan_trains_in_a_finalized_graph_and_resumes_from_its_weights_alon
     with tf.Graph().as_default(), tf.Session() as again:
         DCGAN(again, **shape).train(small_config(tmp_path, "weights"), images)
     assert "its weights alone: training it anew from step 6" in capsys.readouterr().out
-    assert saved_position(str(tmp_path / "weights"), DCGAN.model_name) == Position(12, 1, 0, 3)
+    assert newest_position(str(tmp_path / "weights"), DCGAN.model_name) == Position(12, 1, 0, 3)
 
 
 def test_the_loss_log_appends_and_leaves_out_a_row_a_killed_run_cut_short(tmp_path):

@@ -7,7 +7,7 @@ training run keeps in them.
 - `model_saver` (a model's one Saver), `save_model`, `WeightSnapshot` (copies of variables that
   a thread reads while training goes on), `CheckpointWriter` (a training run's checkpoints
   written so), `load_model` (the newest complete checkpoint, damaged ones skipped), `restore`,
-  `checkpoint_paths`, `saved_position`;
+  `checkpoint_paths`;
 - settings: `record_settings`/`saved_settings`, the flags that fix a model's shape, in model.json
   beside the checkpoints.
 """
@@ -77,17 +77,6 @@ def position_at(path):
         return Position(*map(int, tf.train.load_variable(path, "state/counters")))
     except tf.errors.NotFoundError:
         return None
-
-
-def saved_position(checkpoint_dir, model_name):
-    """The Position in the newest checkpoint of `checkpoint_dir`, read without a graph (None
-    where there is none, or it holds the weights alone)."""
-    for path in checkpoint_paths(checkpoint_dir, model_name)[:1]:
-        try:
-            return position_at(path)
-        except tf.errors.DataLossError:
-            pass  # a damaged one
-    return None
 
 
 def model_saver(model):
