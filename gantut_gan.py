@@ -39,6 +39,7 @@ from extras.run.config import DEFAULTS, TrainingConfig
 from extras.data.dataset import feed_batches, load_dataset, split_holdout
 from gantut_imgfuncs import grid_shape, inverse_transform, save_images, to_uint8, transform
 from extras.run.plots import write_progress_gif
+from extras.model.adam import Adam
 from extras.model.precision import loss_scaled
 from extras.run.checkpoints import (AVERAGE_SCOPE, WeightSnapshot, load_model, new_saver,
                                     position_variable, save_model, training_state)
@@ -360,8 +361,8 @@ class DCGAN(object):
             d_norm_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS, scope="discriminator")
             g_norm_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS, scope="generator")
             d_adam, g_adam = loss_scaled(
-                [(tf.train.AdamOptimizer(learning_rate, beta1, beta2, name="d_adam"), self.d_vars),
-                 (tf.train.AdamOptimizer(learning_rate, beta1, beta2, name="g_adam"), self.g_vars)],
+                [(Adam(learning_rate, beta1, beta2, name="d_adam"), self.d_vars),
+                 (Adam(learning_rate, beta1, beta2, name="g_adam"), self.g_vars)],
                 self.loss_scale)
             with tf.control_dependencies(d_norm_updates):
                 d_optim = d_adam.minimize(self.d_loss, var_list=self.d_vars)

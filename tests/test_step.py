@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow.compat.v1 as tf
 
+from extras.model.adam import Adam
 from extras.run.config import TrainingConfig
 from gantut_gan import DCGAN
 
@@ -119,3 +120,32 @@ def test_train_runs_the_step_on_every_step_and_writes_summaries_when_due(tmp_pat
     events.Reload()
     assert [event.step for event in events.Scalars("d_loss")] == [2]
     assert [event.step for event in events.Scalars("g_loss")] == [2]
+
+
+def adam_run(optimizer_class):
+    """(three variables after three updates by `optimizer_class(0.1, 0.5)` from seed 0, the
+    ReadVariableOps of its beta powers in the graph)."""
+    rng = np.random.default_rng(0)
+    with tf.Graph().as_default(), tf.Session() as sess:
+        variables = [tf.get_variable(name, initializer=rng.standard_normal(shape, np.float32))
+                     for name, shape in (("w", (3, 4)), ("b", (4,)), ("c", (2,)))]
+        x = tf.constant(rng.standard_normal((5, 3), np.float32))
+        loss = tf.reduce_sum(tf.square(tf.matmul(x, variables[0]) + variables[1])) + \
+            tf.reduce_sum(variables[2] ** 3)
+        update = optimizer_class(0.1, 0.5).minimize(loss)
+        power_reads = [op for op in tf.get_default_graph().get_operations()
+                       if op.type == "ReadVariableOp" and "_power" in op.inputs[0].op.name]
+        sess.run(tf.global_variables_initializer())
+        for _ in range(3):
+            sess.run(update)
+        return sess.run(variables), len(power_reads)
+
+
+def test_adam_updates_as_tensorflows_to_the_bit_reading_its_beta_powers_once_an_update():
+    ours, our_reads = adam_run(Adam)
+    theirs, their_reads = adam_run(tf.train.AdamOptimizer)
+    for mine, its in zip(ours, theirs):
+        np.testing.assert_array_equal(mine, its)
+    # beta1^t and beta2^t: TensorFlow's reads both for each of the 3 variables, ours once (the
+    # reads made to create and advance them are the same in both).
+    assert their_reads - our_reads == 2 * 3 - 2

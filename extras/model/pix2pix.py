@@ -38,6 +38,7 @@ from gantut_gan import inference_tower, width_multiple
 from gantut_imgfuncs import center_crop, imread, transform
 from extras.data.dataset import (DatasetError, augment_images, cached_rows, dataset_fingerprint,
                                  epoch_batches, prefetch, split_holdout)
+from extras.model.adam import Adam
 from extras.model.precision import loss_scaled
 from extras.run.checkpoints import (WeightSnapshot, load_model, new_saver, position_variable,
                                     save_model, training_state)
@@ -273,8 +274,8 @@ class Pix2Pix(object):
             d_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS, scope="discriminator")
             g_updates = tf.get_collection(tf.GraphKeys.UPDATE_OPS, scope="generator")
             d_adam, g_adam = loss_scaled(
-                [(tf.train.AdamOptimizer(learning_rate, beta1=beta1, name="d_adam"), self.d_vars),
-                 (tf.train.AdamOptimizer(learning_rate, beta1=beta1, name="g_adam"), self.g_vars)],
+                [(Adam(learning_rate, beta1=beta1, name="d_adam"), self.d_vars),
+                 (Adam(learning_rate, beta1=beta1, name="g_adam"), self.g_vars)],
                 self.loss_scale)
             with tf.control_dependencies(d_updates):
                 d_optim = d_adam.minimize(self.disc_loss, var_list=self.d_vars)
